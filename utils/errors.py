@@ -1,0 +1,38 @@
+"""User-facing errors and the command-line wrapper that shows them without a traceback.
+
+A `UserError` is a mistake the user can fix (a bad path, a bad argument, a bad file); scripts
+wrap their entry point in `run_cli` so such mistakes print one line and exit with code 2,
+while real bugs still show their traceback.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+_warned: set[str] = set()
+
+
+class UserError(Exception):
+    """A mistake of the user: bad path, bad argument or bad file. The message is one line."""
+
+
+def warn(message: str, once: bool = True) -> None:
+    """Print `warning: <message>` on stderr; with `once`, each distinct message only once."""
+    if once:
+        if message in _warned:
+            return
+        _warned.add(message)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    """Run `main(argv)` and exit: its return code, 2 with `error: ...` for a UserError, 130 on Ctrl-C."""
+    try:
+        code = main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+    sys.exit(int(code or 0))
