@@ -1,0 +1,182 @@
+"""PWC-Net's cost volume (local correlation), in PyTorch and as a CuPy CUDA kernel.
+
+Definition (the one the authors' CuPy layer computes): for displacements dy, dx in [-4, 4],
+output channel k = (dy+4)*9 + (dx+4) holds the mean over feature channels of
+first[:, :, y, x] * second[:, :, y+dy, x+dx], with zeros where y+dy or x+dx lies outside.
+
+`cost_volume` picks the CuPy kernel for CUDA tensors when CuPy imports (forward and backward on
+the current torch stream) and the pure-PyTorch path otherwise; both are differentiable.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+MAX_DISPLACEMENT = 4
+WINDOW = 2 * MAX_DISPLACEMENT + 1  # 9 displacements per axis
+NUM_DISPLACEMENTS = WINDOW * WINDOW  # 81 output channels
+
+
+def cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """(N,C,H,W) x (N,C,H,W) -> (N,81,H,W) correlation; CuPy on CUDA when available."""
+    if first.shape != second.shape or first.dim() != 4:
+        raise ValueError(f"cost_volume needs two equal (N,C,H,W) tensors, got {tuple(first.shape)} "
+                         f"and {tuple(second.shape)}")
+    if first.is_cuda and _cupy_kernels() is not None:
+        return _CupyCostVolume.apply(first, second)
+    return cost_volume_torch(first, second)
+
+
+def cost_volume_torch(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Pure-PyTorch cost volume: 81 shifted products of `first` with the zero-padded `second`.
+
+    Each displacement reads a view of the padded tensor, so autograd keeps no 81x copy.
+    """
+    _, _, height, width = first.shape
+    padded = F.pad(second, [MAX_DISPLACEMENT] * 4)
+    planes = [
+        (first * padded[:, :, dy:dy + height, dx:dx + width]).mean(dim=1)
+        for dy in range(WINDOW)
+        for dx in range(WINDOW)
+    ]
+    return torch.stack(planes, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# CuPy CUDA kernels. One thread per output element; no atomics, so results are deterministic.
+# ---------------------------------------------------------------------------------------------
+
+_KERNEL_SOURCE = r"""
+#define RADIUS 4
+#define WINDOW 9
+#define DISPLACEMENTS 81
+
+extern "C" __global__ void cost_volume_forward(
+    const long long total, const int channels, const int height, const int width,
+    const SCALAR* __restrict__ first, const SCALAR* __restrict__ second, SCALAR* __restrict__ out)
+{
+    for (long long index = blockIdx.x * (long long)blockDim.x + threadIdx.x; index < total;
+         index += (long long)blockDim.x * gridDim.x) {
+        const int x = index % width;
+        const int y = (index / width) % height;
+        const int k = (index / ((long long)width * height)) % DISPLACEMENTS;
+        const long long n = index / ((long long)width * height * DISPLACEMENTS);
+        const int sy = y + k / WINDOW - RADIUS;
+        const int sx = x + k % WINDOW - RADIUS;
+        SCALAR acc = 0;
+        if (sy >= 0 && sy < height && sx >= 0 && sx < width) {
+            const long long plane = (long long)height * width;
+            const SCALAR* a = first + n * channels * plane + (long long)y * width + x;
+            const SCALAR* b = second + n * channels * plane + (long long)sy * width + sx;
+            for (int c = 0; c < channels; ++c) acc += a[c * plane] * b[c * plane];
+        }
+        out[index] = acc / (SCALAR)channels;
+    }
+}
+
+extern "C" __global__ void cost_volume_backward(
+    const long long total, const int channels, const int height, const int width,
+    const SCALAR* __restrict__ first, const SCALAR* __restrict__ second,
+    const SCALAR* __restrict__ grad_out, SCALAR* __restrict__ grad_first,
+    SCALAR* __restrict__ grad_second)
+{
+    for (long long index = blockIdx.x * (long long)blockDim.x + threadIdx.x; index < total;
+         index += (long long)blockDim.x * gridDim.x) {
+        const int x = index % width;
+        const int y = (index / width) % height;
+        const long long nc = index / ((long long)width * height);
+        const long long n = nc / channels;
+        const long long plane = (long long)height * width;
+        const SCALAR* b = second + nc * plane;
+        const SCALAR* a = first + nc * plane;
+        const SCALAR* g = grad_out + n * DISPLACEMENTS * plane;
+        SCALAR acc_first = 0;
+        SCALAR acc_second = 0;
+        for (int k = 0; k < DISPLACEMENTS; ++k) {
+            const int dy = k / WINDOW - RADIUS;
+            const int dx = k % WINDOW - RADIUS;
+            // d out[k, y, x] / d first[c, y, x] = second[c, y+dy, x+dx] / C
+            const int sy = y + dy, sx = x + dx;
+            if (sy >= 0 && sy < height && sx >= 0 && sx < width)
+                acc_first += g[k * plane + (long long)y * width + x] * b[(long long)sy * width + sx];
+            // d out[k, y-dy, x-dx] / d second[c, y, x] = first[c, y-dy, x-dx] / C
+            const int ty = y - dy, tx = x - dx;
+            if (ty >= 0 && ty < height && tx >= 0 && tx < width)
+                acc_second += g[k * plane + (long long)ty * width + tx] * a[(long long)ty * width + tx];
+        }
+        grad_first[index] = acc_first / (SCALAR)channels;
+        grad_second[index] = acc_second / (SCALAR)channels;
+    }
+}
+"""
+
+_THREADS = 256
+_SCALAR_NAMES = {torch.float32: "float", torch.float64: "double"}
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_kernels():
+    """The compiled CuPy modules per scalar type, or None when CuPy is not importable."""
+    try:
+        import cupy
+    except Exception:  # noqa: BLE001 - any import failure means "no CuPy path"
+        return None
+    return {
+        dtype: cupy.RawModule(code=_KERNEL_SOURCE, options=("-DSCALAR=" + name,))
+        for dtype, name in _SCALAR_NAMES.items()
+    }
+
+
+def _launch(name: str, dtype: torch.dtype, total: int, device: torch.device, args: list) -> None:
+    """Launch kernel `name` over `total` elements on the current torch stream of `device`."""
+    import cupy
+    import numpy as np
+
+    blocks = max(1, min((total + _THREADS - 1) // _THREADS, 65535 * 8))
+    with cupy.cuda.Device(device.index):
+        kernel = _cupy_kernels()[dtype].get_function(name)
+        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
+        kernel((blocks,), (_THREADS,), [np.int64(total)] + args, stream=stream)
+
+
+def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The kernels run in float32 or float64; half/bfloat16 inputs are computed in float32."""
+    return dtype if dtype in _SCALAR_NAMES else torch.float32
+
+
+class _CupyCostVolume(torch.autograd.Function):
+    """Autograd boundary around the CUDA kernels (inputs made contiguous, output in input dtype)."""
+
+    @staticmethod
+    def forward(ctx, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        work = _kernel_dtype(first.dtype)
+        first_c = first.detach().to(work).contiguous()
+        second_c = second.detach().to(work).contiguous()
+        batch, channels, height, width = first_c.shape
+        out = first_c.new_empty(batch, NUM_DISPLACEMENTS, height, width)
+        _launch("cost_volume_forward", work, out.numel(), first.device,
+                [np.int32(channels), np.int32(height), np.int32(width),
+                 first_c.data_ptr(), second_c.data_ptr(), out.data_ptr()])
+        ctx.save_for_backward(first_c, second_c)
+        ctx.input_dtypes = (first.dtype, second.dtype)
+        return out.to(first.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        import numpy as np
+
+        first_c, second_c = ctx.saved_tensors
+        _, channels, height, width = first_c.shape
+        grad_c = grad_out.to(first_c.dtype).contiguous()
+        grad_first = torch.empty_like(first_c)
+        grad_second = torch.empty_like(second_c)
+        _launch("cost_volume_backward", first_c.dtype, first_c.numel(), first_c.device,
+                [np.int32(channels), np.int32(height), np.int32(width),
+                 first_c.data_ptr(), second_c.data_ptr(), grad_c.data_ptr(),
+                 grad_first.data_ptr(), grad_second.data_ptr()])
+        dtype_first, dtype_second = ctx.input_dtypes
+        return grad_first.to(dtype_first), grad_second.to(dtype_second)
