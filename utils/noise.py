@@ -1,0 +1,88 @@
+"""Additive white Gaussian noise exactly as the official STBN scripts draw it.
+
+Test protocol (official sRGB_test.py): before each sequence the CPU RNG is seeded with 0 and one
+`normal_(0, sigma)` call fills a float32 tensor shaped like the whole clean sequence; the noisy
+sequence is `clean + noise`, never clipped. We draw from a private CPU generator seeded with 0,
+which yields the very same numbers as reseeding the global generator (tested) while leaving the
+caller's global RNG state untouched.
+
+Training (official sRGB_train_bsn.py): one sigma per clip, uniform in [a, b] when the two
+`--noise_ival` values differ, fixed when they are equal; noise is i.i.d. per pixel, not clipped.
+Sigmas are given on the 0-255 scale on the command line and used on the [0, 1] scale.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from utils.errors import UserError
+
+TEST_NOISE_SEED = 0
+
+
+def add_test_noise(seq: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Return `seq + N(0, sigma^2)` drawn as the official test does; `sigma` on the [0, 1] scale.
+
+    The noise is always drawn on the CPU in float32 over the full tensor shape (T,3,H,W) (a leading
+    batch dimension of 1 gives the same numbers) and then moved to `seq`'s device and dtype.
+    """
+    generator = torch.Generator().manual_seed(TEST_NOISE_SEED)
+    noise = torch.empty(seq.shape, dtype=torch.float32).normal_(0.0, float(sigma), generator=generator)
+    return seq + noise.to(device=seq.device, dtype=seq.dtype)
+
+
+def sample_train_sigma(batch: int, noise_ival: Sequence[float],
+                       generator: torch.Generator | None = None,
+                       device: torch.device | str = "cpu") -> torch.Tensor:
+    """One sigma per sample, shape (N,1,1,1,1): uniform in [a, b] for two distinct values, else fixed.
+
+    `noise_ival` is on the [0, 1] scale (see `parse_noise_ival`). A `generator` must live on
+    `device`.
+    """
+    if len(noise_ival) not in (1, 2):
+        raise ValueError(f"noise_ival needs one or two values, got {list(noise_ival)}")
+    sigmas = torch.empty((batch, 1, 1, 1, 1), device=device)
+    if len(noise_ival) == 2 and noise_ival[0] != noise_ival[1]:
+        return sigmas.uniform_(float(noise_ival[0]), float(noise_ival[1]), generator=generator)
+    return sigmas.fill_(float(noise_ival[0]))
+
+
+def add_train_noise(seq: torch.Tensor, sigmas: torch.Tensor,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy clips and the noise-level map for a batch (N,T,3,H,W) and sigmas (N,1,1,1,1).
+
+    Returns `(seq + sigma * N(0, 1), sigma broadcast to seq's shape)`; nothing is clipped.
+    """
+    noise_map = sigmas.to(device=seq.device, dtype=seq.dtype).expand_as(seq)
+    noise = torch.randn(seq.shape, generator=generator, device=seq.device, dtype=seq.dtype)
+    return seq + noise * noise_map, noise_map
+
+
+def parse_sigma(value: str | float, name: str = "sigma") -> float:
+    """Validate a noise level on the 0-255 scale (0 < sigma <= 255) and return it as a float.
+
+    `name` is the argument to blame in the error message (e.g. '--noise_sigmas').
+    """
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}: {value!r} is not a number (expected a noise level in (0, 255])") from None
+    if not math.isfinite(sigma) or sigma <= 0 or sigma > 255:
+        raise UserError(f"{name}: {value!r} is out of range; a noise level must be in (0, 255] "
+                        "on the 0-255 scale (e.g. 30)")
+    return sigma
+
+
+def parse_noise_ival(values: Sequence[str | float], name: str = "--noise_ival") -> list[float]:
+    """Turn the CLI interval (one or two sigmas on the 0-255 scale) into the [0, 1] list the
+    training uses: one value when both ends are equal (fixed sigma), else `[a, b]` with a < b."""
+    sigmas = [parse_sigma(v, name) for v in values]
+    if len(sigmas) not in (1, 2):
+        raise UserError(f"{name}: give one or two noise levels, got {len(sigmas)}")
+    if len(sigmas) == 2 and sigmas[0] > sigmas[1]:
+        raise UserError(f"{name}: the interval {sigmas[0]:g} {sigmas[1]:g} is reversed; give the lower level first")
+    if len(sigmas) == 2 and sigmas[0] == sigmas[1]:
+        sigmas = sigmas[:1]
+    return [s / 255.0 for s in sigmas]
