@@ -1,0 +1,185 @@
+"""Checkpoints in the official STBN format, written so that a crash never leaves a broken file.
+
+Format (official utils/base_functions.py): a dict `{'args', 'state_dict', 'optimizer',
+'scheduler'}` saved as `<log_dir>/ckpt_e{epoch}.pth`. The official training wraps the model in
+`torch.nn.DataParallel`, so every `state_dict` key starts with `module.`; we write the same
+prefix so that the official test script loads our files, and accept prefixed or bare keys when
+loading. Extra keys (e.g. 'epoch', 'rng_state') are ignored by the official code.
+
+Files are read with `torch.load(weights_only=True)`: only tensors and plain Python values
+(dict, list, str, numbers) may be stored, which the official files satisfy.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import secrets
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from utils.errors import UserError, warn
+
+MODULE_PREFIX = "module."
+CHECKPOINT_NAME = re.compile(r"^ckpt_e(\d+)\.pth$")
+_NAMES_SHOWN = 3
+
+
+def checkpoint_path(log_dir: str | os.PathLike, epoch: int) -> Path:
+    """`<log_dir>/ckpt_e{epoch}.pth`, the official name that resuming looks for."""
+    return Path(log_dir) / f"ckpt_e{epoch}.pth"
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Write `state` atomically: temp file in the same folder, flush + fsync, then `os.replace`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise UserError(f"cannot write checkpoint '{path}': {exc.strerror or exc}") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX only; Windows cannot open folders)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint (or a bare state dict) file; `UserError` if missing, truncated or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UserError(f"checkpoint '{path}' {what}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise UserError(f"checkpoint '{path}' stores Python objects other than tensors and plain "
+                            "values; refusing to unpickle it") from None
+        raise UserError(f"'{path}' is not a PyTorch checkpoint (or it is damaged)") from None
+    except Exception as exc:  # a damaged archive surfaces as RuntimeError, KeyError, EOFError...
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"'{path}' is not a readable PyTorch checkpoint; it may be truncated "
+                        f"({type(exc).__name__}: {detail})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"'{path}' holds a {type(data).__name__}, not a checkpoint dict")
+    return data
+
+
+def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict:
+    """Remove the `module.` that DataParallel puts in front of every key (bare keys unchanged)."""
+    return {k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k: v for k, v in state_dict.items()}
+
+
+def add_module_prefix(state_dict: Mapping[str, Any]) -> dict:
+    """Put `module.` in front of every key, as the official DataParallel checkpoints have it."""
+    return {k if k.startswith(MODULE_PREFIX) else MODULE_PREFIX + k: v for k, v in state_dict.items()}
+
+
+def extract_state_dict(state_dict_or_ckpt: Mapping[str, Any], source: str = "checkpoint") -> dict:
+    """The bare-key model weights from a checkpoint dict or from a state dict itself."""
+    state = state_dict_or_ckpt.get("state_dict", state_dict_or_ckpt)
+    if not isinstance(state, Mapping) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{source} holds no model weights (no 'state_dict' and no tensors)")
+    return strip_module_prefix(state)
+
+
+def infer_model_options(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Guess `num_channels`, `num_resblocks` and the noise-map input from weight shapes.
+
+    num_channels = output width of `forward_rnn.head.0`; the head `d2` holds num_resblocks // 2
+    dilated residual units `d2.convs.{i}.body`; the head input is frame + hidden (+ noise map),
+    so its extra width tells the released model (`noise_map=True`) from `bdc_flow`.
+    """
+    head = state_dict.get("forward_rnn.head.0.weight")
+    last = [k for k in state_dict if re.fullmatch(r"d2\.convs\.\d+\.weight", k)]
+    if head is None or not last:
+        return {}
+    units = {m.group(1) for k in state_dict if (m := re.fullmatch(r"d2\.convs\.(\d+)\.body\.0\.weight", k))}
+    num_channels = int(head.shape[0])
+    img_channels = int(state_dict[max(last, key=lambda k: int(k.split(".")[2]))].shape[0]) - 6
+    return {"num_channels": num_channels, "num_resblocks": 2 * len(units),
+            "noise_map": int(head.shape[1]) - num_channels == 2 * img_channels}
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_NAMES_SHOWN])
+    return shown + (f", ... ({len(keys) - _NAMES_SHOWN} more)" if len(keys) > _NAMES_SHOWN else "")
+
+
+def _suggestion(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    if not found:
+        return "; it does not look like an STBN checkpoint"
+    hints = [f"--{k} {found[k]}" for k in ("num_resblocks", "num_channels") if found[k] != expected.get(k)]
+    if found["noise_map"] != expected.get("noise_map", found["noise_map"]):
+        hints.append("--model " + ("stbn" if found["noise_map"] else "bdc_flow"))
+    return f"; the checkpoint fits {' '.join(hints)}" if hints else ""
+
+
+def load_model_weights(model: nn.Module, state_dict_or_ckpt: Mapping[str, Any],
+                       source: str = "checkpoint") -> None:
+    """Load official (`module.` keys) or bare weights into `model`, strictly.
+
+    On any mismatch raises a one-line `UserError` naming a few missing, unexpected and
+    shape-mismatched keys and suggesting the `--num_resblocks` / `--num_channels` / `--model`
+    that the checkpoint's shapes imply.
+    """
+    state = extract_state_dict(state_dict_or_ckpt, source)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mismatched:
+        parts = [f"{len(keys)} {label} ({_names(keys)})" for label, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("with other shapes", mismatched)) if keys]
+        raise UserError(f"{source} does not fit the model: {'; '.join(parts)}"
+                        f"{_suggestion(infer_model_options(state), infer_model_options(expected))}")
+    model.load_state_dict(state, strict=True)
+
+
+def latest_checkpoint(log_dir: str | os.PathLike) -> Path | None:
+    """The `ckpt_e{N}.pth` with the highest N that is a complete file, or None.
+
+    Other `.pth` files and our temp files are ignored; a damaged candidate (no zip directory,
+    i.e. not a finished `torch.save`) is skipped with a warning.
+    """
+    folder = Path(log_dir)
+    if not folder.is_dir():
+        return None
+    candidates = sorted(((int(m.group(1)), p) for p in folder.iterdir()
+                         if (m := CHECKPOINT_NAME.match(p.name)) and p.is_file()), reverse=True)
+    for _, path in candidates:
+        if zipfile.is_zipfile(path):
+            return path
+        warn(f"skipping incomplete checkpoint '{path}'")
+    return None
