@@ -1,0 +1,32 @@
+"""The dilated fusion block (official `D_dilate`), used twice in STBN.
+
+As `concat` (2C -> 2C -> C, shared by both directions) it re-fuses a blind-spot cell's output
+with the warped hidden state; as `d2` (C -> C -> 9) it is the output head. It only mixes channels
+(1x1) and even offsets (3x3, dilation 2), so it keeps the blind spot of its inputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.blind_spot import DilatedResidualUnit
+
+
+class DilatedFusion(nn.Module):
+    """`convs` = [1x1 (no bias), `num_res` dilated residual units, 1x1 (no bias)], no activations.
+
+    The two 1x1 convolutions have bias=False in the official code while the units' convolutions
+    have a bias; the checkpoint keys (`convs.0.weight`, `convs.{1..n}.body.{0,2}`, `convs.{n+1}`)
+    follow from that.
+    """
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, num_res: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, mid_channels, 1, bias=False),
+            *[DilatedResidualUnit(mid_channels, dilation=2) for _ in range(num_res)],
+            nn.Conv2d(mid_channels, out_channels, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)

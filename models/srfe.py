@@ -1,0 +1,121 @@
+"""Spatial Receptive Field Expansion (official `SRFE`, from CAIN/PUCA): fuses the forward and
+backward features of one frame over a large neighbourhood without breaking the blind spot.
+
+Both features are shuffled down by `shuffle_down` (4x4 blocks: the stride-2 sub-lattice bit goes
+into channels, the inner 2x2 position stays spatial), fused by dilated 3x3 convolutions in that
+domain, and shuffled back. A dilation-2 step there is 4 original pixels and channel mixing joins
+pixels 2 apart, so only even-even offsets are combined, which a blind-spot input tolerates.
+
+Module names follow the official checkpoint: `encoder.interpolate.{headConv, body, tailConv}`,
+`body.{g}.body.{j}.body.body.{0,2}`. The official `Encoder`/`Decoder` hold only the shufflers;
+the decoder has no parameters, so it is a plain function here.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.blind_spot import DilatedConvPair
+
+# SRFE works on 4x4 blocks: inputs are zero-padded (bottom/right) to multiples of this.
+BLOCK = 4
+
+
+def shuffle_down(x: torch.Tensor) -> torch.Tensor:
+    """Official `Downsample(2)`: (B,C,H,W) -> (B,4C,H/2,W/2), H and W multiples of 4.
+
+    out[b, 4c + 2n + m, 2a + h, 2e + w] = in[b, c, 4a + 2n + h, 4e + 2m + w] for n, m, h, w in {0,1}.
+    """
+    b, c, height, width = x.shape
+    blocks = x.reshape(b, c, height // 4, 2, 2, width // 4, 2, 2)  # b c a n h e m w
+    return blocks.permute(0, 1, 3, 6, 2, 4, 5, 7).reshape(b, 4 * c, height // 2, width // 2)
+
+
+def shuffle_up(x: torch.Tensor) -> torch.Tensor:
+    """Official `Upsample(2)`, the exact inverse of `shuffle_down`: (B,4C,H',W') -> (B,C,2H',2W')."""
+    b, c4, height, width = x.shape
+    c = c4 // 4
+    blocks = x.reshape(b, c, 2, 2, height // 2, 2, width // 2, 2)  # b c n m a h e w
+    return blocks.permute(0, 1, 4, 2, 5, 6, 3, 7).reshape(b, c, 2 * height, 2 * width)
+
+
+class ResidualDilatedBlock(nn.Module):
+    """x + body(x) with a grouped (groups=2) dilated conv pair: the official `RCAB`.
+
+    Despite its official name it has no channel attention.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = DilatedConvPair(channels, dilation=2, groups=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResidualGroup(nn.Module):
+    """`n_resblocks` blocks with a skip around the group (official `ResidualGroup`)."""
+
+    def __init__(self, channels: int, n_resblocks: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*[ResidualDilatedBlock(channels) for _ in range(n_resblocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ShuffledFusion(nn.Module):
+    """Official `fusion`: headConv (2F -> F, dilated 3x3), residual groups, tailConv.
+
+    The paper's figure draws a skip around the residual groups; the code (and so this) has none,
+    and tailConv has no activations between its three convolutions.
+    """
+
+    def __init__(self, n_feats: int, n_resgroups: int = 2, n_resblocks: int = 8) -> None:
+        super().__init__()
+        self.headConv = nn.Conv2d(2 * n_feats, n_feats, 3, padding=2, dilation=2)
+        self.body = nn.Sequential(*[ResidualGroup(n_feats, n_resblocks) for _ in range(n_resgroups)])
+        self.tailConv = nn.Sequential(
+            nn.Conv2d(n_feats, n_feats, 3, padding=2, dilation=2),
+            nn.Conv2d(n_feats, n_feats, 1),
+            nn.Conv2d(n_feats, n_feats, 1),
+        )
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        """`pair` is the channel concatenation [shuffled forward, shuffled backward]."""
+        return self.tailConv(self.body(self.headConv(pair)))
+
+
+class SRFEEncoder(nn.Module):
+    """Official `Encoder`: holds the fusion as `interpolate` (the shuffler has no weights)."""
+
+    def __init__(self, in_channels: int, n_resgroups: int = 2, n_resblocks: int = 8) -> None:
+        super().__init__()
+        self.interpolate = ShuffledFusion(in_channels * 4, n_resgroups, n_resblocks)
+
+
+class SRFE(nn.Module):
+    """SRFE(in_channels) (depth 1): (forward, backward) features (B,C,H,W) -> fused (B,C,H,W)."""
+
+    def __init__(self, in_channels: int = 64) -> None:
+        super().__init__()
+        self.encoder = SRFEEncoder(in_channels)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if x1.shape != x2.shape:
+            raise ValueError(f"SRFE needs equal shapes, got {tuple(x1.shape)} and {tuple(x2.shape)}")
+        return self.fuse_pair(torch.cat([x1, x2], dim=1))
+
+    def fuse_pair(self, pair: torch.Tensor) -> torch.Tensor:
+        """Same as forward on the concatenation [x1, x2] (B,2C,H,W), saving a copy.
+
+        Shuffling commutes with channel concatenation (channels of x2 land after those of x1),
+        so the pair is padded and shuffled in one go.
+        """
+        height, width = pair.shape[-2:]
+        pad_h, pad_w = -height % BLOCK, -width % BLOCK
+        if pad_h or pad_w:
+            pair = F.pad(pair, (0, pad_w, 0, pad_h))
+        fused = self.encoder.interpolate(shuffle_down(pair))
+        return shuffle_up(fused)[..., :height, :width]
