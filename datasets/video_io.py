@@ -1,0 +1,147 @@
+"""Reading and writing the user's videos: video files (via OpenCV) or folders of frames.
+
+Frames are numpy arrays (T,H,W,C): RGB (C=3) or gray (C=1), uint8 or uint16 kept as stored so
+the denoiser can choose the conversion. Video files are written with the 'mp4v' codec, 8-bit
+(16-bit frames are reduced with a warning); frame folders as PNG `00000.png, ...`, 16-bit when
+the frames are 16-bit.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datasets.image_folder import (is_image_file, list_frames, read_frame_native, read_frames,
+                                   require_folder, to_8bit)
+from utils.errors import UserError, warn
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+DEFAULT_FPS = 25.0
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    """True when the name ends in a video extension (any case)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def read_video(path: str | os.PathLike, fps: float = DEFAULT_FPS,
+               max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Frames (T,H,W,C) and frame rate of a video file, a frame folder or a single image.
+
+    `fps` is used for folders and images (they store none) and for videos that report none.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input '{path}' does not exist")
+    if path.is_dir():
+        frames = list_frames(require_folder(path, "frame folder"))[:max_frames]
+        if not frames:
+            raise UserError(f"frame folder '{path}' holds no images")
+        return read_frames(frames, str(path), reader=read_frame_native), float(fps)
+    if is_image_file(path):
+        return read_frame_native(path)[None], float(fps)
+    return _decode_video(path, fps, max_frames)
+
+
+def _decode_video(path: Path, fps: float, max_frames: int | None) -> tuple[np.ndarray, float]:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise UserError(f"cannot open video '{path}': unsupported format or damaged file")
+        video_fps = capture.get(cv2.CAP_PROP_FPS)
+        frames = []
+        while max_frames is None or len(frames) < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame[:, :, None])
+    finally:
+        capture.release()
+    if not frames:
+        raise UserError(f"video '{path}' has no decodable frames")
+    good_fps = video_fps if math.isfinite(video_fps) and video_fps > 0 else fps
+    return np.stack(frames), float(good_fps)
+
+
+def check_writable_output(path: str | os.PathLike) -> Path:
+    """Fail early (`UserError`) when `path` cannot be written as a video file or frame folder.
+
+    A name with a video extension is a video file; an existing folder or a name without an
+    extension is a frame folder; anything else is refused. Folders are not created here.
+    """
+    path = Path(path)
+    if path.is_dir() and is_video_file(path):
+        raise UserError(f"output '{path}' is an existing folder, not a video file")
+    if not path.is_dir() and not is_video_file(path) and path.suffix:
+        raise UserError(f"output '{path}': unsupported extension '{path.suffix}'; use "
+                        f"{'/'.join(VIDEO_EXTENSIONS)} or a folder name for PNG frames")
+    if path.is_file() and not is_video_file(path):
+        raise UserError(f"output '{path}' is an existing file, not a folder")
+    existing = path if path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"output '{path}': '{existing}' is a file, not a folder")
+    target = path if path.exists() else existing
+    if not os.access(target, os.W_OK) or (target.is_dir() and not os.access(target, os.X_OK)):
+        raise UserError(f"output '{path}' is not writable (no permission on '{target}')")
+    return path
+
+
+def _as_hwc(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected uint8/uint16 frames (T,H,W,1|3), got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
+    """Write frames (T,H,W,C) to a video file (mp4v, keeps fps and size) or a PNG frame folder."""
+    path = check_writable_output(path)
+    frames = _as_hwc(frames)
+    if is_video_file(path):
+        _write_video_file(path, frames, fps)
+    else:
+        _write_frame_folder(path, frames)
+    return path
+
+
+def _to_bgr(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if frame.shape[-1] == 3 else frame[:, :, 0]
+
+
+def _write_video_file(path: Path, frames: np.ndarray, fps: float) -> None:
+    if frames.dtype == np.uint16:
+        warn(f"'{path}': video files hold 8-bit frames; write to a folder to keep 16 bits")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    try:
+        if not writer.isOpened():
+            raise UserError(f"cannot write video '{path}' (no encoder for this container)")
+        for frame in frames:
+            bgr = _to_bgr(to_8bit(frame))
+            writer.write(bgr if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR))
+    finally:
+        writer.release()
+
+
+def _write_frame_folder(path: Path, frames: np.ndarray) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder '{path}': {exc.strerror or exc}") from None
+    for t, frame in enumerate(frames):
+        target = path / f"{t:05d}.png"
+        ok, encoded = cv2.imencode(".png", _to_bgr(frame))
+        if not ok:
+            raise UserError(f"cannot encode frame {t} for '{target}'")
+        try:
+            encoded.tofile(target)
+        except OSError as exc:
+            raise UserError(f"cannot write '{target}': {exc.strerror or exc}") from None
