@@ -127,7 +127,7 @@ def _compiled_module(device_index: int):
 
     with cupy.cuda.Device(device_index):
         expressions = [f"{name}<{t}>" for name in KERNEL_NAMES for t in CUDA_TYPES.values()]
-        module = cupy.RawModule(code=KERNEL_SOURCE, options=("--std=c++14",), name_expressions=expressions)
+        module = cupy.RawModule(code=KERNEL_SOURCE, name_expressions=expressions)
         module.compile()
         return module
 
@@ -150,10 +150,11 @@ def _launch(name: str, tensor_for_type: Tensor, total: int, *args) -> None:
 
     device_index = tensor_for_type.device.index
     kernel = _compiled_module(device_index).get_function(f"{name}<{CUDA_TYPES[tensor_for_type.dtype]}>")
-    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(tensor_for_type.device).cuda_stream)
+    torch_stream = torch.cuda.current_stream(tensor_for_type.device).cuda_stream
     blocks = (total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    with cupy.cuda.Device(device_index):
-        kernel((blocks,), (THREADS_PER_BLOCK,), (np.int64(total), *args), stream=stream)
+    # RawKernel launches on CuPy's current stream: make it PyTorch's, so ordering is preserved.
+    with cupy.cuda.Device(device_index), cupy.cuda.ExternalStream(torch_stream):
+        kernel((blocks,), (THREADS_PER_BLOCK,), (np.int64(total), *args))
 
 
 def _sizes(tenIn: Tensor) -> tuple:
