@@ -44,7 +44,8 @@ def _usable_sequences(names: list[str], lengths: list[int], train_length: int, s
         raise UserError(f"train_length must be positive, got {train_length}")
     for name, length in zip(names, lengths):
         if length < train_length:
-            warn(f"skipping sequence '{name}': {length} frame(s), fewer than train_length={train_length}")
+            warn(f"skipping sequence '{name}': {length} frame(s), fewer than train_length={train_length}",
+                 once=False)
     usable = [i for i, length in enumerate(lengths) if length >= train_length]
     if not usable:
         raise UserError(f"no sequence in {source} has at least train_length={train_length} frames")

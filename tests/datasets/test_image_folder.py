@@ -5,6 +5,7 @@ from PIL import Image
 
 from datasets.image_folder import (list_frames, list_sequence_dirs, read_frame_native, read_frame_rgb,
                                    read_frames)
+from utils import errors
 from utils.errors import UserError
 
 RNG = np.random.default_rng(0)
@@ -63,7 +64,8 @@ def test_rgb_order_gray_rgba_palette(tmp_path):
     assert np.array_equal(read_frame_rgb(tmp_path / "p.png"), np.asarray(palette.convert("RGB")))
 
 
-def test_16bit_becomes_8bit_like_cv2_imread_but_native_keeps_it(tmp_path, capsys):
+def test_16bit_becomes_8bit_like_cv2_imread_but_native_keeps_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(errors, "_warned", set())      # the 16-bit note is printed once per process
     rgb16 = RNG.integers(0, 65536, (4, 5, 3), dtype=np.uint16)
     path = tmp_path / "deep.png"
     cv2.imwrite(str(path), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
