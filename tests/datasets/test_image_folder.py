@@ -104,3 +104,13 @@ def test_mixed_sizes_name_the_sequence_and_sizes(tmp_path):
     assert read_frames([a, a], "seq").shape == (2, 6, 7, 3)
     with pytest.raises(UserError, match=r"sequence 'seq'.*00000.png' is 7x6x3 but '00001.png' is 8x6x3"):
         read_frames([a, b], "seq")
+
+
+def test_exif_rotated_jpeg_reads_like_cv2_imread(tmp_path):
+    image = Image.fromarray(_rgb(20, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6                                    # "rotate 90 degrees clockwise"
+    image.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    official = cv2.cvtColor(cv2.imread(str(tmp_path / "rotated.jpg")), cv2.COLOR_BGR2RGB)
+    frame = read_frame_rgb(tmp_path / "rotated.jpg")
+    assert frame.shape == (30, 20, 3) and np.array_equal(frame, official)
