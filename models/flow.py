@@ -47,6 +47,9 @@ def pair_flows(flow_fn: FlowFn, seq: torch.Tensor,
     frame k). Both directions of up to `chunk` pairs go through `flow_fn` in one batched call.
     """
     batch, frames, channels, height, width = seq.shape
+    if frames < 2:  # a one-frame clip has no pairs
+        empty = seq.new_zeros(batch, 0, 2, height, width)
+        return empty, empty
     first = seq[:, :-1].reshape(-1, channels, height, width)
     second = seq[:, 1:].reshape(-1, channels, height, width)
     backward, forward = [], []
