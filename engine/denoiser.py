@@ -1,0 +1,83 @@
+"""Build a ready-to-run denoiser from a checkpoint: device, weights, PWC-Net weights, flow source.
+
+Shared by the evaluation (`sRGB_test.py`) and `denoise.py`, so both accept the same checkpoints:
+the authors' release (a dict whose 'state_dict' has DataParallel `module.` keys and whose PWC-Net
+weights are the real ones), our training checkpoints (same layout; `args['flow_source']` records
+whether the PWC-Net weights are real or training used DIS / zero flow) and bare state dicts.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from models import build_model
+from models.pwc import load_pwc_weights
+from utils.checkpoint import add_module_prefix, load_checkpoint, load_model_weights, save_checkpoint
+from utils.errors import UserError, warn
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+FLOW_CHOICES = ("auto", "pwc", "dis", "zero")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; asking for CUDA without it is a user error."""
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise UserError(f"--device: unknown device {name!r}; expected one of {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def recorded_flow_source(checkpoint: Mapping[str, Any]) -> str | None:
+    """The flow source our training wrote into the checkpoint (None for the authors' files)."""
+    args = checkpoint.get("args")
+    return args.get("flow_source") if isinstance(args, Mapping) else None
+
+
+def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_given: bool) -> str:
+    """The flow to use. 'auto': PWC-Net when its weights are real (authors' checkpoint, a
+    checkpoint trained with PWC flow, or --pwc_weights), else what training used (DIS / zero)."""
+    recorded = recorded_flow_source(checkpoint)
+    pwc_known = pwc_weights_given or recorded in (None, "pwc")
+    if flow == "auto":
+        return "pwc" if pwc_known else recorded
+    if flow == "pwc" and not pwc_known:
+        raise UserError(f"--flow pwc: this checkpoint was trained with {recorded} flow and holds no "
+                        "trained PWC-Net weights; pass --pwc_weights PATH or use --flow auto")
+    return flow
+
+
+def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: str = "bdc_2_unify",
+                  num_resblocks: int = 5, num_channels: int = 64, pwc_weights: str | None = None,
+                  flow: str = "auto") -> tuple[nn.Module, dict]:
+    """(model on `device` in eval mode with the checkpoint's weights, the checkpoint dict).
+
+    A checkpoint of another configuration raises a one-line `UserError` naming the mismatch and
+    the --num_resblocks / --num_channels that fit.
+    """
+    if flow not in FLOW_CHOICES:
+        raise UserError(f"--flow: unknown flow {flow!r}; expected one of {', '.join(FLOW_CHOICES)}")
+    checkpoint = load_checkpoint(model_file)
+    network = build_model(model, img_channels=3, num_resblocks=num_resblocks, num_channels=num_channels)
+    load_model_weights(network, checkpoint, source=f"checkpoint '{model_file}'")
+    if pwc_weights:
+        load_pwc_weights(network.pwcnet, pwc_weights)
+    source = choose_flow_source(flow, checkpoint, bool(pwc_weights))
+    if flow == "auto" and source != "pwc":
+        warn(f"checkpoint '{model_file}' holds no trained PWC-Net weights (trained with {source} flow); "
+             f"using {source} flow (pass --pwc_weights to use PWC-Net)")
+    network.set_flow_source(source)
+    network.requires_grad_(False)
+    return network.to(device).eval(), checkpoint
+
+
+def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any]) -> None:
+    """Write `model` as a checkpoint that `load_denoiser`, the training resume and the authors'
+    test script read: `module.` keys, plus `args` with the flow source used."""
+    save_checkpoint(path, {"args": {**args, "flow_source": model.flow_source},
+                           "state_dict": add_module_prefix(model.state_dict())})

@@ -1,0 +1,255 @@
+"""The official sRGB test protocol (Set8 / DAVIS), behind `sRGB_test.py`.
+
+For each sigma and each sequence, exactly as the authors' `test_models/sRGB_test.py`: seed 0 before
+the sequence, unclipped CPU Gaussian noise over the whole sequence, whole-sequence bidirectional
+denoising, Gaussian posterior mean, clamp to [0, 1], per-frame skimage PSNR / SSIM averaged over
+the frames, then over the sequences. Denoised frames are written as PNG (rounded as torchvision's
+`save_image` does) and the numbers optionally as JSON. Metrics and PNGs are computed frame by frame
+as frames finish, so the bounded-memory path never holds the whole output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from datasets.builtin import builtin_split
+from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
+from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.inference import MEMORY_MODES, denoise_frames
+from utils.errors import UserError, warn
+from utils.metrics import frame_psnr, frame_ssim
+from utils.noise import add_test_noise, parse_sigma
+
+
+class _UserArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a one-line `UserError` (exit 2 via run_cli)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
+
+
+def _official_bool(value: str) -> bool:
+    """The official `--display_time` is `type=bool`; accept its spellings (True/False/1/0)."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """Official arguments with their defaults, plus device / flow / memory / output options."""
+    p = _UserArgumentParser(description="Evaluate STBN on Set8-style folders with the official protocol.")
+    official = p.add_argument_group("official arguments (defaults as the authors' script)")
+    official.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
+    official.add_argument("--num_resblocks", type=int, default=5, help="residual units in the fusion blocks")
+    official.add_argument("--model_file", required=True, help="checkpoint: the authors' release or ours")
+    official.add_argument("--test_path", help="one sub-folder of frames per sequence (e.g. Set8)")
+    official.add_argument("--max_num_fr_per_seq", type=int, default=85, help="first N frames of each sequence")
+    official.add_argument("--noise_sigmas", nargs="*", default=["30"], metavar="SIGMA",
+                          help="noise levels on the 0-255 scale (several allowed)")
+    official.add_argument("--display_time", nargs="?", const=True, default=False, type=_official_bool,
+                          help="print the time per frame (denoising + PNG writing)")
+    extra = p.add_argument_group("additional options")
+    extra.add_argument("--builtin", metavar="CLIP",
+                       help="evaluate on the held-out frames of a built-in clip (bikes, carphone)")
+    extra.add_argument("--num_channels", type=int, default=64, help="hidden feature width")
+    extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    extra.add_argument("--output_dir", default="output", help="denoised PNG frames, one folder per sequence")
+    extra.add_argument("--no_save", action="store_true", help="do not write denoised frames")
+    extra.add_argument("--results_json", help="write the numbers to this JSON file")
+    extra.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
+    extra.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
+                       help="auto: PWC-Net when the checkpoint or --pwc_weights has its weights, else DIS")
+    extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
+                       help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
+    return p
+
+
+def _validate(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """Check the arguments early; returns (key as given, sigma on the 0-255 scale), duplicates dropped."""
+    if (args.test_path is None) == (args.builtin is None):
+        raise UserError("give exactly one of --test_path DIR (one sub-folder of frames per sequence) "
+                        "or --builtin CLIP")
+    if args.test_path is not None and not Path(args.test_path).is_dir():
+        raise UserError(f"--test_path: '{args.test_path}' is not an existing folder")
+    if args.max_num_fr_per_seq < 1:
+        raise UserError(f"--max_num_fr_per_seq must be at least 1, got {args.max_num_fr_per_seq}")
+    if not args.noise_sigmas:
+        raise UserError("--noise_sigmas: give at least one noise level (e.g. 30)")
+    sigmas: dict[str, float] = {}
+    for key in args.noise_sigmas:
+        if key in sigmas:
+            warn(f"--noise_sigmas: {key} given twice; evaluated once")
+        sigmas[key] = parse_sigma(key, "--noise_sigmas")
+    if args.results_json:
+        _require_writable_parent(Path(args.results_json), "--results_json")
+    return list(sigmas.items())
+
+
+def _require_writable_parent(path: Path, what: str) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if path.is_dir():
+        raise UserError(f"{what}: '{path}' is a folder")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what}: cannot write into '{existing}'")
+
+
+def test_sequences(args: argparse.Namespace) -> Iterable[tuple[str, torch.Tensor]]:
+    """(name, clean float32 (T,3,H,W)) pairs: the folders of --test_path, or a built-in clip's held-out part."""
+    if args.builtin:
+        _, held_out = builtin_split(args.builtin)
+        return [(args.builtin, to_unit_float(held_out[:args.max_num_fr_per_seq]))]
+    return EvalSequenceDataset(args.test_path, max_num_fr_per_seq=args.max_num_fr_per_seq)
+
+
+def to_png_uint8(frame: torch.Tensor) -> np.ndarray:
+    """(3,H,W) float in [0, 1] -> HxWx3 uint8, rounded as torchvision's save_image (x*255 + 0.5)."""
+    scaled = frame.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return scaled.permute(1, 2, 0).numpy()
+
+
+def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB image as PNG through a temp file and a rename: a full disk leaves no half file."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"cannot encode '{path}' as PNG")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write '{path}': {exc.strerror or exc}") from None
+
+
+def _make_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder '{folder}': {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"output folder '{folder}' is not writable")
+    return folder
+
+
+def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_sigmas: bool) -> Path | None:
+    """output_dir/<seq>/ for one sigma; output_dir/sigma<S>/<seq>/ when several would overwrite each other."""
+    if args.no_save:
+        return None
+    root = Path(args.output_dir) / f"sigma{sigma_key}" if several_sigmas else Path(args.output_dir)
+    return _make_folder(root / name)
+
+
+def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma: float, memory: str = "auto",
+                      frames_folder: Path | None = None, progress: tqdm | None = None) -> dict[str, Any]:
+    """One sequence of the protocol; `sigma` on the 0-255 scale. Returns psnr, ssim, frames, seconds.
+
+    `seconds` covers denoising and PNG writing, as the official timing does, not the metrics.
+    """
+    noisy = add_test_noise(clean, sigma / 255.0)
+    psnrs, ssims = [], []
+    metric_seconds = 0.0
+    start = time.perf_counter()
+    for t, denoised in denoise_frames(model, noisy, sigma / 255.0, memory):
+        if frames_folder is not None:
+            write_png_atomic(frames_folder / f"{t:05d}.png", to_png_uint8(denoised))
+        metric_start = time.perf_counter()
+        psnrs.append(frame_psnr(denoised, clean[t]))
+        ssims.append(frame_ssim(denoised, clean[t]))
+        metric_seconds += time.perf_counter() - metric_start
+        if progress is not None:
+            progress.update(1)
+    seconds = time.perf_counter() - start - metric_seconds
+    # Sum in frame order, then divide: the official fastdvdnet_batch_psnr / batch_ssim averages.
+    return {"psnr": float(sum(psnrs) / len(psnrs)), "ssim": float(sum(ssims) / len(ssims)),
+            "frames": len(psnrs), "seconds": seconds}
+
+
+def _sigma_label(sigma: float) -> str:
+    return f"{sigma:g}"
+
+
+def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, several: bool) -> dict[str, Any]:
+    """All sequences at one sigma, printing the official per-sequence and summary lines."""
+    print(f"sigma={_sigma_label(sigma)}", flush=True)
+    root_name = Path(args.test_path).name if args.test_path else "builtin"
+    results: dict[str, Any] = {}
+    total_frames, total_seconds = 0, 0.0
+    for name, clean in sequences:
+        with tqdm(total=clean.shape[0], desc=f"{name} (sigma {_sigma_label(sigma)})", unit="frame",
+                  file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+            folder = _frames_folder(args, sigma_key, name, several)
+            result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar)
+        results[name] = result
+        label = f"{root_name}/{name}"
+        print("{0:50}:, PSNR: {1:.4f}dB, SSIM: {2:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
+        total_frames += result["frames"]
+        total_seconds += result["seconds"]
+        if args.display_time:
+            print("frames: %d, time/frame: %6.4f s" % (total_frames, total_seconds / total_frames), flush=True)
+    psnr = float(sum(r["psnr"] for r in results.values()) / len(results))
+    ssim = float(sum(r["ssim"] for r in results.values()) / len(results))
+    print(f"sigma {_sigma_label(sigma)}, PSNR: {psnr:6.4f}, SSIM: {ssim:6.4f}", flush=True)
+    return {"psnr": psnr, "ssim": ssim, "sequences": results}
+
+
+def write_results_json(path: str | os.PathLike, results: dict[str, Any]) -> None:
+    """Atomic JSON write (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--results_json: cannot write '{path}': {exc.strerror or exc}") from None
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The summary over all sigmas: one row per sigma, in the order evaluated."""
+    lines = [f"{'sigma':>8}  {'PSNR':>8}  {'SSIM':>7}"]
+    lines += [f"{key:>8}  {r['psnr']:8.4f}  {r['ssim']:7.4f}" for key, r in results.items()]
+    return "\n".join(lines)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the protocol for every sigma; returns {sigma key: {psnr, ssim, sequences: {name: ...}}}."""
+    sigmas = _validate(args)
+    device = resolve_device(args.device)
+    model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
+                             args.pwc_weights, args.flow)
+    sequences = test_sequences(args)
+    results: dict[str, Any] = {}
+    for key, sigma in sigmas:
+        results[key] = _evaluate_sigma(model, sequences, args, key, sigma, len(sigmas) > 1)
+    print(format_table(results), flush=True)
+    if not args.no_save:
+        print(f"denoised frames: {args.output_dir}", flush=True)
+    if args.results_json:
+        write_results_json(args.results_json, results)
+        print(f"results: {args.results_json}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `sRGB_test.py` (wrap it in `utils.errors.run_cli`)."""
+    evaluate(build_arg_parser().parse_args(argv))
+    return 0

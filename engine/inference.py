@@ -1,0 +1,185 @@
+"""Denoise a whole sequence with STBN: one pass, or streamed in bounded memory with the same numbers.
+
+The official test runs the bidirectional network over the whole clip at once and keeps every
+hidden state of both directions (about 23 GB of host RAM for an 85-frame 960x540 Set8 clip).
+The 'bounded' path reorganises the same computation with the model's streaming pieces
+(`pair_flow`, `propagate`, `align`, `reconstruct`): the backward direction is read front to back
+by binomial checkpointing (engine/reversal.py, a few states kept, some recomputed) and the forward
+direction streams alongside, so every frame is finished, post-processed and handed out as soon as
+both of its states exist. Memory then depends on the frame size, not on the number of frames.
+
+Both paths return the official test output: the Gaussian posterior mean of the network output and
+the noisy frame, clamped to [0, 1].
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from engine.reversal import read_forward
+from utils.errors import UserError, warn
+from utils.gaussian import posterior_mean
+
+MEMORY_MODES = ("auto", "full", "bounded")
+# Hidden states the bounded path may keep, in bytes (at least 2 states are always kept).
+DEFAULT_STATE_BUDGET = 1 << 30
+# 'auto' takes the one-pass path when its estimate is below this share of the free memory.
+_FULL_PATH_SHARE = 0.5
+# Per-pixel float32 buffers of the one-pass path besides the 2 x num_channels hidden states of every
+# frame: noisy frames (3), noise map (3), network output (9), posterior mean (3) and its float64
+# temporaries (about 2 x 3).
+_FULL_PATH_FRAME_CHANNELS = 24
+# Working memory of one frame's step (SRFE at 4x channels on a quarter of the pixels, the 2C-wide
+# fusion block and its residual units), in multiples of num_channels x H x W floats.
+_STEP_WORKING_CHANNELS = 12
+
+Frames = torch.Tensor | Sequence[torch.Tensor]
+FrameCallback = Callable[[int, torch.Tensor], None]
+
+
+def denoise_frames(model: nn.Module, seqn: Frames, sigma: float, memory: str = "auto",
+                   state_budget: int = DEFAULT_STATE_BUDGET) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (t, denoised frame (3,H,W) float32 on the CPU) for t = 0 .. T-1.
+
+    `seqn` holds the noisy frames (T,3,H,W) on [0, 1] (a tensor, or any sequence of (3,H,W)
+    tensors, e.g. a lazy reader); `sigma` is the noise std on the [0, 1] scale. The model runs on
+    the device of its parameters, in eval mode without gradients. `memory`: 'full' = the model's
+    own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
+    out-of-memory the one-pass path falls back to 'bounded' with a warning.
+    """
+    if memory not in MEMORY_MODES:
+        raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")
+    if len(seqn) == 0:
+        raise UserError("the sequence to denoise has no frames")
+    # The official script holds sigma as a float32 tensor for the noise map and the posterior.
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).item()
+    model.eval()
+    if memory == "auto":
+        memory = "full" if full_path_fits(model, seqn) else "bounded"
+    if memory == "full":
+        try:
+            with torch.no_grad():
+                denoised = _one_pass(model, seqn, sigma)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            warn("out of GPU memory on the one-pass path; switching to --memory bounded (same numbers)")
+        else:
+            for t in range(denoised.shape[0]):
+                yield t, denoised[t]
+            return
+    yield from _streamed(model, seqn, sigma, state_budget)
+
+
+def denoise_sequence(model: nn.Module, seqn: Frames, sigma: float, memory: str = "auto",
+                     on_frame: FrameCallback | None = None,
+                     state_budget: int = DEFAULT_STATE_BUDGET) -> torch.Tensor:
+    """The clamped posterior mean (T,3,H,W) on the CPU; `on_frame(t, frame)` sees each frame when done.
+
+    See `denoise_frames` for the arguments; use it directly to avoid holding the whole output.
+    """
+    frames = []
+    for t, frame in denoise_frames(model, seqn, sigma, memory, state_budget):
+        if on_frame is not None:
+            on_frame(t, frame)
+        frames.append(frame)
+    return torch.stack(frames)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """The official noise-level map: sigma as a float32 value broadcast over one frame (1,3,H,W)."""
+    return torch.full((1, 3, *like.shape[-2:]), float(sigma), dtype=torch.float32, device=like.device)
+
+
+def _one_pass(model: nn.Module, seqn: Frames, sigma: float) -> torch.Tensor:
+    """The official denoise_seq: model over the whole clip, posterior mean, clamp; on the CPU."""
+    device = _model_device(model)
+    noisy = (seqn if isinstance(seqn, torch.Tensor) else torch.stack(list(seqn)))[None].to(device)
+    nmap = _noise_map(sigma, noisy)[:, None].expand(*noisy.shape)
+    out, _ = model(noisy, nmap)
+    return posterior_mean(out, noisy, sigma)[0].clamp_(0.0, 1.0).cpu()
+
+
+def _streamed(model: nn.Module, seqn: Frames, sigma: float,
+              state_budget: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Forward direction streamed over the checkpointed backward direction (see module docstring).
+
+    Hidden states of the backward direction are kept on the CPU (host RAM is the larger pool on a
+    GPU machine); everything else lives on the model's device.
+    """
+    device = _model_device(model)
+    store = torch.device("cpu")
+    length = len(seqn)
+    first = seqn[0]
+    nmap = _noise_map(sigma, first.to(device))
+
+    def frame(t: int) -> torch.Tensor:
+        return seqn[t].to(device=device, dtype=torch.float32)[None]
+
+    def backward_step(t: int, later: torch.Tensor | None) -> torch.Tensor:
+        current = frame(t)
+        warped = None if later is None else model.align(later.to(device), model.pair_flow(current, frame(t + 1)))
+        return model.propagate("backward", current, nmap, warped).to(store)
+
+    slots = stored_states(model, first, length, state_budget)
+    with torch.no_grad():
+        hidden, previous = None, None
+        for t, backward_state in read_forward(backward_step, length, slots):
+            current = frame(t)
+            warped = None if hidden is None else model.align(hidden, model.pair_flow(current, previous))
+            hidden = model.propagate("forward", current, nmap, warped)
+            out = model.reconstruct(hidden, backward_state.to(device))
+            del backward_state
+            clean = posterior_mean(out[:, None], current[:, None], sigma)[0, 0].clamp_(0.0, 1.0)
+            previous = current
+            yield t, clean.cpu()
+
+
+def _num_channels(model: nn.Module) -> int:
+    return int(getattr(model, "num_channels", 64))
+
+
+def stored_states(model: nn.Module, frame: torch.Tensor, length: int,
+                  state_budget: int = DEFAULT_STATE_BUDGET) -> int:
+    """How many backward hidden states the bounded path keeps: what `state_budget` bytes hold, >= 2."""
+    height, width = frame.shape[-2:]
+    state_bytes = 4 * _num_channels(model) * height * width
+    return max(2, min(length, state_budget // max(1, state_bytes)))
+
+
+def full_path_bytes(model: nn.Module, frame: torch.Tensor, length: int) -> int:
+    """Estimated peak memory of the one-pass path for `length` frames shaped like `frame`."""
+    height, width = frame.shape[-2:]
+    channels = _num_channels(model)
+    per_frame = 2 * channels + _FULL_PATH_FRAME_CHANNELS
+    return 4 * height * width * (length * per_frame + _STEP_WORKING_CHANNELS * channels)
+
+
+def full_path_fits(model: nn.Module, seqn: Frames) -> bool:
+    """True when the one-pass path's estimate is under half of the free memory of the model's device."""
+    device = _model_device(model)
+    needed = full_path_bytes(model, seqn[0], len(seqn))
+    return needed < _FULL_PATH_SHARE * free_memory(device)
+
+
+def free_memory(device: torch.device) -> int:
+    """Free bytes on `device`: CUDA's free memory, or the host's available RAM (Linux /proc/meminfo)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0  # unknown: 'auto' then streams, which is always safe
