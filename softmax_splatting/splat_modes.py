@@ -116,6 +116,7 @@ def splat(tenIn: Tensor, tenFlow: Tensor, tenMetric: Tensor | None = None, mode:
     if kind == "sum":
         return sum_splat(tenIn, tenFlow).to(out_dtype)
     weight, eps_scale = _source_weight(kind, tenIn, tenMetric)
-    splatted = sum_splat(torch.cat([tenIn * weight, weight], dim=1), tenFlow)
+    weighted = tenIn if kind == "avg" else tenIn * weight  # avg's weight is 1: skip a full-size product
+    splatted = sum_splat(torch.cat([weighted, weight], dim=1), tenFlow)
     out = _normalise(splatted[:, :-1], splatted[:, -1:], rule, eps_scale)
     return out.to(out_dtype)
