@@ -4,8 +4,14 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 
+from engine.inference import (denoise_frames, denoise_sequence, full_path_bytes, full_path_fits,
+                              stored_states)
 from engine.reversal import read_forward, repetitions_needed, states_readable
+from models import build_model
+from utils.errors import UserError
+from utils.gaussian import posterior_mean
 
 
 class _Tracked:
@@ -92,3 +98,91 @@ def test_step_count_is_the_optimum():
         assert _count_steps(length, slots) == _fewest_steps(length, slots, memo)
     # The Set8 case: 85 frames with 7 kept states cost 213 backward steps instead of 85 * 86 / 2.
     assert _count_steps(85, 7) == 213
+
+
+# ---------------------------------------------------------------- the sequence denoiser
+
+SIGMA = 30 / 255
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A tiny STBN (8 channels) with fixed random weights and real (DIS) flows between frames."""
+    torch.manual_seed(0)
+    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2).eval()
+    model.set_flow_source("dis")
+    return model
+
+
+def _moving_clip(length: int, height: int = 32, width: int = 48) -> torch.Tensor:
+    """A smooth texture shifting 2 px per frame plus noise, so DIS finds non-zero flows."""
+    generator = torch.Generator().manual_seed(length)
+    texture = torch.nn.functional.interpolate(torch.rand(1, 3, height // 4, (width + 2 * length) // 4 + 1,
+                                                         generator=generator),
+                                              scale_factor=4, mode="bilinear", align_corners=False)[0]
+    clean = torch.stack([texture[:, :height, 2 * t:2 * t + width] for t in range(length)])
+    return clean + SIGMA * torch.randn(clean.shape, generator=generator)
+
+
+def _one_pass_by_hand(model, noisy):
+    nmap = torch.full_like(noisy, torch.tensor(SIGMA, dtype=torch.float32).item())
+    with torch.no_grad():
+        out, _ = model(noisy[None], nmap[None])
+    return posterior_mean(out, noisy[None], nmap[0, 0, 0, 0].item())[0].clamp(0, 1)
+
+
+@pytest.mark.parametrize("length,slots", [(1, 2), (2, 2), (7, 2), (7, 3)])
+def test_bounded_path_equals_one_pass(tiny_model, length, slots):
+    noisy = _moving_clip(length)
+    expected = _one_pass_by_hand(tiny_model, noisy)
+    state_bytes = 4 * 8 * 32 * 48
+    full = denoise_sequence(tiny_model, noisy, SIGMA, memory="full")
+    bounded = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded", state_budget=slots * state_bytes)
+    assert full.shape == bounded.shape == (length, 3, 32, 48)
+    assert torch.equal(full, expected)
+    assert (bounded - full).abs().max().item() < 1e-5
+    # Not a trivial output: the denoiser changed the noisy frames and stayed in [0, 1].
+    assert (bounded - noisy.clamp(0, 1)).abs().mean().item() > 1e-3
+    assert 0.0 <= bounded.min().item() and bounded.max().item() <= 1.0
+
+
+def test_bounded_path_streams_frames_as_they_finish(tiny_model, monkeypatch):
+    """The first frame comes out after one forward step, before the forward direction has run."""
+    noisy = _moving_clip(6)
+    forward_steps = []
+    propagate = tiny_model.propagate
+
+    def counting(direction, *args):
+        if direction == "forward":
+            forward_steps.append(1)
+        return propagate(direction, *args)
+
+    monkeypatch.setattr(tiny_model, "propagate", counting)
+    frames = denoise_frames(tiny_model, noisy, SIGMA, memory="bounded", state_budget=2 * 4 * 8 * 32 * 48)
+    t, first = next(frames)
+    assert t == 0 and first.shape == (3, 32, 48) and len(forward_steps) == 1
+    assert [t for t, _ in frames] == [1, 2, 3, 4, 5] and len(forward_steps) == 6
+
+
+def test_bounded_path_reads_frames_lazily(tiny_model):
+    """A plain list of frames (e.g. a lazy reader) works like a tensor."""
+    noisy = _moving_clip(3)
+    from_tensor = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded")
+    from_list = denoise_sequence(tiny_model, list(noisy), SIGMA, memory="bounded")
+    assert torch.equal(from_tensor, from_list)
+
+
+def test_state_count_and_auto_choice(tiny_model):
+    frame = torch.zeros(3, 540, 960)
+    state = 4 * 8 * 540 * 960
+    assert stored_states(tiny_model, frame, 85, state_budget=5 * state) == 5
+    assert stored_states(tiny_model, frame, 3, state_budget=5 * state) == 3
+    assert stored_states(tiny_model, frame, 85, state_budget=0) == 2
+    # 85 frames keep 2 x 8 hidden channels + 24 buffers each: 85 * 40 floats per pixel.
+    assert full_path_bytes(tiny_model, frame, 85) == 4 * 540 * 960 * (85 * 40 + 12 * 8)
+    assert full_path_fits(tiny_model, torch.zeros(2, 3, 8, 8))
+
+
+def test_bad_memory_mode_is_a_user_error(tiny_model):
+    with pytest.raises(UserError, match="--memory"):
+        denoise_sequence(tiny_model, torch.zeros(2, 3, 8, 8), SIGMA, memory="half")
