@@ -131,7 +131,7 @@ class STBN(nn.Module):
         """Bring a hidden state (N,C,H,W) onto the neighbouring frame along `pair_flow`'s flow."""
         if self.align_mode == "softsplat":
             from softmax_splatting import splat  # optional ablation path, imported on use
-            return splat(h, flow.to(h.dtype), None, "avg")
+            return splat(h, flow, None, "avg")
         return backward_warp(h, flow, mode=self.align_mode)
 
     def propagate(self, direction: str, frame: torch.Tensor, nmap: torch.Tensor | None,

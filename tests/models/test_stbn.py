@@ -1,0 +1,139 @@
+"""STBN: blind spot in every variant, streaming pieces replay forward, registry and options."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import build_model
+from models.stbn import STBN
+from tests.models.helpers import positive_weights_
+from utils.errors import UserError
+
+SMALL = dict(img_channels=3, num_resblocks=2, num_channels=8)
+VARIANTS = {
+    "released": {},
+    "bilinear": {"align": "bilinear"},
+    "softsplat": {"align": "softsplat"},
+    "no_bsa": {"use_bsa": False},
+    "no_srfe": {"use_srfe": False},
+    "propagation_only": {"use_bsa": False, "use_srfe": False},
+    "no_noise_map": {"noise_map": False},
+}
+
+
+def _shift_flow(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """A made-up motion (1 px right, 1.5 px down) so that alignment really moves features."""
+    flow = first.new_zeros(first.shape[0], 2, *first.shape[2:])
+    flow[:, 0], flow[:, 1] = 1.0, 1.5
+    return flow
+
+
+def _small_model(monkeypatch, **options) -> STBN:
+    torch.manual_seed(0)
+    model = STBN(**SMALL, **options)
+    for name in ("forward_rnn", "backward_rnn", "concat", "d", "d2"):
+        if hasattr(model, name):
+            positive_weights_(getattr(model, name))
+    monkeypatch.setattr(model, "_flow_fn", lambda: _shift_flow)
+    return model
+
+
+def _clip(t=3, h=16, w=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.rand(1, t, 3, h, w, generator=g)
+    return seq, torch.full_like(seq, 0.1)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_output_at_p_never_sees_the_noisy_input_at_p(monkeypatch, variant, mode):
+    model = _small_model(monkeypatch, **VARIANTS[variant])
+    model.train(mode == "train")
+    seq, nmap = _clip()
+    seq.requires_grad_(True)
+    out, _ = model(seq, nmap)
+    t, y, x = 1, 8, 7
+    out[0, t, :, y, x].sum().backward()
+    grad = seq.grad[0].abs().sum(1)  # (T,H,W)
+    assert grad[t, y, x].item() == 0.0
+    assert grad[t, y, x + 1].item() > 0 and grad[t, y + 1, x + 1].item() > 0
+    assert grad[t - 1, y, x].item() > 0 and grad[t + 1, y, x].item() > 0
+
+
+def test_streaming_pieces_replay_forward(monkeypatch):
+    model = _small_model(monkeypatch).eval()
+    seq, nmap = _clip(t=4, h=12, w=20)
+    with torch.inference_mode():
+        full, _ = model(seq, nmap)
+        frames = [seq[:, i] for i in range(4)]
+        forward_hs, h = [], None
+        for i, frame in enumerate(frames):
+            warped = None if i == 0 else model.align(h, model.pair_flow(frame, frames[i - 1]))
+            h = model.propagate("forward", frame, nmap[:, i], warped)
+            forward_hs.append(h)
+        outputs, g = [None] * 4, None
+        for i in reversed(range(4)):
+            warped = None if i == 3 else model.align(g, model.pair_flow(frames[i], frames[i + 1]))
+            g = model.propagate("backward", frames[i], nmap[:, i], warped)
+            outputs[i] = model.reconstruct(forward_hs[i], g)
+    assert torch.allclose(torch.stack(outputs, 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_output_chunking_does_not_change_the_result(monkeypatch):
+    model = _small_model(monkeypatch).eval()
+    seq, nmap = _clip(t=4, h=8, w=8)
+    with torch.inference_mode():
+        one_by_one, _ = model(seq, nmap)
+        model.output_chunk_pixels = 10 ** 9
+        all_at_once, _ = model(seq, nmap)
+    assert torch.allclose(one_by_one, all_at_once, rtol=1e-5, atol=1e-5)
+
+
+def test_train_and_eval_agree_and_flows_get_no_gradient():
+    torch.manual_seed(0)
+    model = STBN(**SMALL)
+    seq, nmap = _clip(t=2, h=16, w=16)
+    out_train, _ = model.train()(seq, nmap)
+    out_train.square().mean().backward()
+    assert all(p.grad is None for p in model.pwcnet.parameters())
+    assert all(p.grad is not None for group in model.trainable_parameters() for p in group["params"])
+    with torch.no_grad():
+        out_eval, _ = model.eval()(seq, nmap)
+    assert torch.allclose(out_train, out_eval, rtol=1e-5, atol=1e-6)
+
+
+def test_noise_map_changes_the_output_only_when_read(monkeypatch):
+    seq, nmap = _clip(t=2, h=8, w=8)
+    with_map = _small_model(monkeypatch).eval()
+    without = _small_model(monkeypatch, noise_map=False).eval()
+    with torch.no_grad():
+        assert not torch.allclose(with_map(seq, nmap)[0], with_map(seq, 2 * nmap)[0])
+        assert torch.equal(without(seq, nmap)[0], without(seq)[0])
+    with pytest.raises(ValueError, match="noise_level_map"):
+        with_map(seq)
+
+
+def test_registry_names_layouts_and_parameter_groups():
+    released = build_model("bdc_2_unify")
+    denoiser = sum(p.numel() for g in released.trainable_parameters() for p in g["params"])
+    assert denoiser == 9_138_112  # stbn-reference.md 2.6
+    groups = released.trainable_parameters()
+    assert [len(g["params"]) for g in groups] == [
+        len(list(m.parameters())) for m in (released.d2, released.forward_rnn, released.concat,
+                                             released.backward_rnn, released.d)]
+    assert groups[0]["params"][0] is released.d2.convs[0].weight
+    flow_variant = build_model("bdc_flow", num_resblocks=2, num_channels=8)
+    assert flow_variant.forward_rnn.head[0].weight.shape == (8, 11, 1, 1)
+    assert build_model("stbn", **SMALL).noise_map
+    with pytest.raises(UserError, match="bdc_2_unify.*bdc_flow"):
+        build_model("bdc_3")
+
+
+def test_invalid_options_are_rejected():
+    with pytest.raises(ValueError, match="align"):
+        STBN(**SMALL, align="cubic")
+    model = STBN(**SMALL)
+    with pytest.raises(ValueError, match="flow source"):
+        model.set_flow_source("raft")
+    model.set_flow_source("dis")
+    assert model.flow_source == "dis"
