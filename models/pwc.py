@@ -12,13 +12,13 @@ must have sides divisible by 64 (see `models.flow.estimate_flow` for the resizin
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.cost_volume import NUM_DISPLACEMENTS, cost_volume
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 LEVEL_NAMES = ("netOne", "netTwo", "netThr", "netFou", "netFiv", "netSix")
@@ -107,9 +107,28 @@ class FlowDecoder(nn.Module):
             warped = backwarp_masked(second, flow * BACKWARP_SCALE[self.level])
             volume = F.leaky_relu(cost_volume(first, warped), _SLOPE)
             features = torch.cat([volume, first, flow, up_features], dim=1)
-        for name in LEVEL_NAMES[:5]:
-            features = torch.cat([getattr(self, name)(features), features], dim=1)
+        features = self._dense_stack(features)
         return self.netSix(features), features
+
+    def _dense_stack(self, features: torch.Tensor) -> torch.Tensor:
+        """Run `netOne`..`netFiv`, each output placed in front of its input (DenseNet style).
+
+        Without autograd, one buffer holds the final stack and each conv reads its tail slice and
+        writes its own slice in front, instead of re-concatenating the growing tensor five times;
+        the convs see the same values, so the result is identical.
+        """
+        convs = [getattr(self, name) for name in LEVEL_NAMES[:5]]
+        if torch.is_grad_enabled():
+            for conv in convs:
+                features = torch.cat([conv(features), features], dim=1)
+            return features
+        start = sum(DENSE_CHANNELS)
+        stack = features.new_empty(features.shape[0], start + features.shape[1], *features.shape[2:])
+        stack[:, start:] = features
+        for conv, out_ch in zip(convs, DENSE_CHANNELS):
+            stack[:, start - out_ch:start] = conv(stack[:, start:])
+            start -= out_ch
+        return stack
 
 
 class ContextRefiner(nn.Module):
@@ -216,36 +235,21 @@ def _extract_pwc_state(obj: object, expected: set[str]) -> dict[str, torch.Tenso
 def load_pwc_weights(net: PWCNet, path: str | os.PathLike) -> None:
     """Load PWC-Net weights from the authors' `network-default.pytorch` (keys `module*`), a bare
     `PWCNet` state dict, or an STBN checkpoint (keys `module.pwcnet.*` / `pwcnet.*`, optionally
-    under `state_dict`). Raises `UserError` for a missing file or one holding no PWC-Net."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"PWC-Net weights {path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"PWC-Net weights {path}: not a readable PyTorch file ({type(exc).__name__})") from None
-    state = _extract_pwc_state(obj, set(net.state_dict()))
+    under `state_dict`). Raises `UserError` for a missing or unreadable file or one holding no
+    PWC-Net."""
+    state = _extract_pwc_state(load_checkpoint(path), set(net.state_dict()))
     if state is None:
-        raise UserError(f"PWC-Net weights {path}: holds no PWC-Net state dict (expected the authors' "
+        raise UserError(f"PWC-Net weights '{path}' hold no PWC-Net state dict (expected the authors' "
                         "network-default.pytorch, a PWCNet state dict or an STBN checkpoint)")
     own = net.state_dict()
     wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
-        raise UserError(f"PWC-Net weights {path}: wrong shape for {wrong[0]} "
+        raise UserError(f"PWC-Net weights '{path}': wrong shape for {wrong[0]} "
                         f"({tuple(state[wrong[0]].shape)} instead of {tuple(own[wrong[0]].shape)})")
     net.load_state_dict(state)
 
 
 def save_pwc_weights(net: PWCNet, path: str | os.PathLike) -> None:
-    """Write `net`'s weights in the authors' format (`module*` keys), atomically."""
-    path = Path(path)
-    state = {_net_to_official(k): v.detach().cpu() for k, v in net.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write `net`'s weights atomically in the authors' format (`module*` keys), so that a
+    distilled student can be passed back as PWC-Net weights."""
+    save_checkpoint(path, {_net_to_official(k): v.detach().cpu() for k, v in net.state_dict().items()})

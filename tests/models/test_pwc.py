@@ -92,13 +92,13 @@ def test_loads_from_stbn_checkpoints_and_bare_state_dicts(filled_net, tmp_path, 
 
 def test_user_errors_for_bad_files(tmp_path):
     net = PWCNet()
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match="missing.pth' does not exist"):
         load_pwc_weights(net, tmp_path / "missing.pth")
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    with pytest.raises(UserError, match="text.pth: not a readable"):
+    with pytest.raises(UserError, match="text.pth'"):
         load_pwc_weights(net, tmp_path / "text.pth")
     torch.save({"state_dict": {"conv.weight": torch.zeros(3)}}, tmp_path / "other.pth")
-    with pytest.raises(UserError, match="holds no PWC-Net"):
+    with pytest.raises(UserError, match="hold no PWC-Net"):
         load_pwc_weights(net, tmp_path / "other.pth")
     state = dict(net.state_dict())
     state["netRefiner.netMain.12.bias"] = torch.zeros(3)
