@@ -6,6 +6,7 @@ while real bugs still show their traceback.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -14,6 +15,13 @@ _warned: set[str] = set()
 
 class UserError(Exception):
     """A mistake of the user: bad path, bad argument or bad file. The message is one line."""
+
+
+class UserArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a one-line `UserError` (so `run_cli` exits with 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
 
 
 def warn(message: str, once: bool = True) -> None:
