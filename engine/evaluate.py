@@ -27,16 +27,9 @@ from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.inference import MEMORY_MODES, denoise_frames
-from utils.errors import UserError, warn
+from utils.errors import UserArgumentParser, UserError, warn
 from utils.metrics import frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma
-
-
-class _UserArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as a one-line `UserError` (exit 2 via run_cli)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see --help)")
 
 
 def _official_bool(value: str) -> bool:
@@ -51,7 +44,7 @@ def _official_bool(value: str) -> bool:
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """Official arguments with their defaults, plus device / flow / memory / output options."""
-    p = _UserArgumentParser(description="Evaluate STBN on Set8-style folders with the official protocol.")
+    p = UserArgumentParser(description="Evaluate STBN on Set8-style folders with the official protocol.")
     official = p.add_argument_group("official arguments (defaults as the authors' script)")
     official.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
     official.add_argument("--num_resblocks", type=int, default=5, help="residual units in the fusion blocks")

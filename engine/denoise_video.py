@@ -1,0 +1,138 @@
+"""Denoise a user's video or frame folder (behind `denoise.py`), optionally fine-tuning on it first.
+
+Any frame size works (the network pads internally: PWC-Net to multiples of 64, SRFE to multiples
+of 4, and crops back). Gray frames are denoised as RGB with the gray value in all three channels
+and turned back into gray by averaging; 16-bit frames are read on [0, 1] with full precision and
+written back as 16-bit to frame folders. The output keeps the input's frame count, size and rate.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from datasets.eval_sequences import UINT8_TO_UNIT
+from datasets.video_io import check_writable_output, read_video, write_video
+from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device, save_denoiser
+from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
+from engine.inference import MEMORY_MODES, denoise_frames
+from utils.errors import UserArgumentParser, UserError
+from utils.noise import parse_sigma
+
+
+class VideoFrames(Sequence[torch.Tensor]):
+    """Stored frames (T,H,W,C) uint8/uint16, C = 1 or 3, seen as float32 RGB (3,H,W) on [0, 1].
+
+    Frames are converted one at a time, so only the compact stored video stays in memory. 8-bit
+    values map exactly as the evaluation reads them (`np.float32(x / 255.)`).
+    """
+
+    def __init__(self, frames: np.ndarray) -> None:
+        if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"expected uint8/uint16 frames (T,H,W,1|3), got {frames.dtype} {frames.shape}")
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        frame = self.frames[t]
+        unit = UINT8_TO_UNIT[frame] if frame.dtype == np.uint8 else (frame / 65535.0).astype(np.float32)
+        rgb = torch.from_numpy(unit).permute(2, 0, 1)
+        return (rgb.expand(3, -1, -1) if rgb.shape[0] == 1 else rgb).contiguous()
+
+    def rgb_uint8(self) -> np.ndarray:
+        """The video as uint8 RGB (T,3,H,W), as the training sampler wants it (16 bits rounded to 8)."""
+        frames = self.frames
+        if frames.dtype == np.uint16:
+            frames = ((frames.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return np.ascontiguousarray(np.broadcast_to(frames, (*frames.shape[:3], 3)).transpose(0, 3, 1, 2))
+
+
+def to_stored_format(frame: torch.Tensor, dtype: np.dtype, channels: int) -> np.ndarray:
+    """Denoised (3,H,W) on [0, 1] -> HxWxC in the input's dtype (gray: mean of the three channels)."""
+    if channels == 1:
+        frame = frame.mean(dim=0, keepdim=True)
+    top = 255.0 if dtype == np.uint8 else 65535.0
+    scaled = frame.permute(1, 2, 0).double().numpy() * top + 0.5
+    return np.clip(scaled, 0, top).astype(dtype)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = UserArgumentParser(description="Denoise a video file or a folder of frames with STBN.")
+    p.add_argument("input", help="video file (.mp4/.avi/.mov/.mkv), frame folder or image")
+    p.add_argument("-o", "--output", required=True,
+                   help="video file (by extension) or folder for PNG frames")
+    p.add_argument("--sigma", required=True, help="noise level on the 0-255 scale (e.g. 30)")
+    p.add_argument("--model_file", required=True, help="checkpoint: the authors' release or ours")
+    p.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
+    p.add_argument("--num_resblocks", type=int, default=5)
+    p.add_argument("--num_channels", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
+                   help="auto: PWC-Net when the checkpoint or --pwc_weights has its weights, else DIS")
+    p.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
+    p.add_argument("--memory", default="auto", choices=MEMORY_MODES,
+                   help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
+    tune = p.add_argument_group("per-video fine-tuning (self-supervised, on the input itself)")
+    tune.add_argument("--finetune", type=int, default=0, metavar="N", help="Adam steps before denoising")
+    tune.add_argument("--finetune_lr", type=float, default=1e-4)
+    tune.add_argument("--batch_size", type=int, default=4, help="clips per fine-tuning step")
+    tune.add_argument("--patch_size", type=int, default=DEFAULT_PATCH_SIZE, help="fine-tuning crop size")
+    tune.add_argument("--train_length", type=int, default=DEFAULT_TRAIN_LENGTH, help="frames per clip")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning crops")
+    tune.add_argument("--save_model", help="write the fine-tuned weights to this checkpoint")
+    return p
+
+
+def _validate(args: argparse.Namespace) -> float:
+    sigma = parse_sigma(args.sigma, "--sigma")
+    if args.finetune < 0:
+        raise UserError(f"--finetune must be 0 or more iterations, got {args.finetune}")
+    for name in ("batch_size", "patch_size", "train_length"):
+        if getattr(args, name) < (2 if name == "train_length" else 1):
+            raise UserError(f"--{name} is too small: {getattr(args, name)}")
+    if args.save_model and not args.finetune:
+        raise UserError("--save_model keeps fine-tuned weights; add --finetune N")
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise UserError(f"output '{args.output}' is the input; choose another path")
+    check_writable_output(args.output)
+    return sigma
+
+
+def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
+    """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses."""
+    sigma = _validate(args) / 255.0
+    device = resolve_device(args.device)
+    model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
+                             args.pwc_weights, args.flow)
+    stored, fps = read_video(args.input)
+    frames = VideoFrames(stored)
+    losses: list[float] = []
+    if args.finetune:
+        losses = finetune_on_video(model, frames.rgb_uint8(), sigma, args.finetune, lr=args.finetune_lr,
+                                   batch_size=args.batch_size, patch_size=args.patch_size,
+                                   train_length=args.train_length, seed=args.seed)
+        if args.save_model:
+            save_denoiser(args.save_model, model, {"model": args.model, "num_resblocks": args.num_resblocks,
+                                                   "num_channels": args.num_channels,
+                                                   "finetuned_on": str(args.input), "sigma": sigma * 255.0})
+    denoised = np.empty_like(stored)
+    with tqdm(total=len(frames), desc="denoising", unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
+        for t, frame in denoise_frames(model, frames, sigma, args.memory):
+            denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
+            bar.update(1)
+    path = write_video(args.output, denoised, fps)
+    print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
+    return {"output": path, "frames": len(frames), "fps": fps, "finetune_losses": losses}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `denoise.py` (wrap it in `utils.errors.run_cli`)."""
+    denoise_video(build_arg_parser().parse_args(argv))
+    return 0

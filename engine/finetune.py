@@ -1,0 +1,73 @@
+"""Self-supervised fine-tuning on the very video to be denoised (the paper's per-video "STBN_s").
+
+STBN trains without clean frames: the noisy clip is the network input and the target of the
+Gaussian log-likelihood. Training normally adds synthetic noise to clean clips first; a user's
+video is already noisy, so here its frames go in as they are, with the user's sigma for the noise
+map and the likelihood, and no extra noise. Random crops of short clips come from the training
+sampler (`TrainClipDataset.from_sequences`); loss and gradient clipping are the training loop's.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from datasets.train_clips import TrainClipDataset
+from engine.train import GRAD_CLIP_NORM, compute_loss
+from utils.errors import UserError, warn
+
+DEFAULT_PATCH_SIZE = 96
+DEFAULT_TRAIN_LENGTH = 8
+
+
+def finetune_on_video(model: nn.Module, frames: np.ndarray, sigma: float, iterations: int,
+                      lr: float = 1e-4, batch_size: int = 4, patch_size: int = DEFAULT_PATCH_SIZE,
+                      train_length: int = DEFAULT_TRAIN_LENGTH, seed: int = 0) -> list[float]:
+    """Train `model` (on its device) for `iterations` Adam steps on crops of `frames`.
+
+    `frames`: the noisy video as uint8 (T,3,H,W); `sigma` on the [0, 1] scale. Patch size and clip
+    length shrink to fit small videos. Returns the loss of every step; non-finite steps are skipped.
+    The model is left in eval mode without gradients.
+    """
+    if iterations < 1:
+        raise UserError(f"--finetune must be at least 1 iteration, got {iterations}")
+    if len(frames) < 2:
+        raise UserError("--finetune needs a video of at least 2 frames")
+    device = next(model.parameters()).device
+    patch = min(patch_size, *frames.shape[2:])
+    length = min(train_length, len(frames))
+    dataset = TrainClipDataset.from_sequences([frames], train_length=length, patch_size=patch,
+                                              patches_per_epoch=iterations * batch_size, temp_stride=1,
+                                              names=["input video"])
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the sampler's crop positions
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)
+    groups = model.trainable_parameters()
+    params = [p for group in groups for p in group["params"]]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(groups, lr=lr)
+    model.train()
+    losses: list[float] = []
+    try:
+        for clips in tqdm(loader, desc="fine-tuning", unit="it", file=sys.stderr, dynamic_ncols=True):
+            noisy = clips.to(device).float().div_(255)
+            sigmas = torch.full((noisy.shape[0],), float(sigma), device=device)
+            terms, _ = compute_loss(model, noisy, torch.full_like(noisy, float(sigma)), sigmas)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                warn("fine-tuning: skipped a step with a non-finite loss")
+                continue
+            loss.backward()
+            if torch.isfinite(nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)):
+                optimizer.step()
+            losses.append(float(loss.detach()))
+    finally:
+        model.requires_grad_(False)
+        model.eval()
+    return losses
