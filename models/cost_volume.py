@@ -17,6 +17,7 @@ import torch.nn.functional as F
 MAX_DISPLACEMENT = 4
 WINDOW = 2 * MAX_DISPLACEMENT + 1  # 9 displacements per axis
 NUM_DISPLACEMENTS = WINDOW * WINDOW  # 81 output channels
+_TILE = 8  # pixels per banded product in the PyTorch path (8 was fastest at PWC's levels)
 
 
 def cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -30,18 +31,32 @@ def cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 
 def cost_volume_torch(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Pure-PyTorch cost volume: 81 shifted products of `first` with the zero-padded `second`.
+    """Pure-PyTorch cost volume as banded matrix products.
 
-    Each displacement reads a view of the padded tensor, so autograd keeps no 81x copy.
+    For each row offset dy, every tile of `_TILE` pixels of `first` is multiplied (one batched
+    matmul over channels) with the `_TILE + 8` pixels of the padded `second` row that any of
+    its displacements can reach; the 9 diagonals of each small product are the 9 dx values.
+    This reads each input 9 times instead of building 81 channel-wide products (several times
+    faster on the CPU) and is differentiable.
     """
-    _, _, height, width = first.shape
-    padded = F.pad(second, [MAX_DISPLACEMENT] * 4)
-    planes = [
-        (first * padded[:, :, dy:dy + height, dx:dx + width]).mean(dim=1)
-        for dy in range(WINDOW)
-        for dx in range(WINDOW)
-    ]
-    return torch.stack(planes, dim=1)
+    batch, channels, height, width = first.shape
+    tiles = -(-width // _TILE)
+    extra = tiles * _TILE - width
+    span = _TILE + 2 * MAX_DISPLACEMENT
+    pixels = (F.pad(first, [0, extra]).view(batch, channels, height, tiles, _TILE)
+              .permute(0, 2, 3, 4, 1).reshape(-1, _TILE, channels))
+    padded = F.pad(second, [MAX_DISPLACEMENT, MAX_DISPLACEMENT + extra, MAX_DISPLACEMENT, MAX_DISPLACEMENT])
+    # Pixel i of a tile meets window column i + dx + 4 at displacement dx.
+    band = (torch.arange(_TILE, device=first.device).view(_TILE, 1)
+            + torch.arange(WINDOW, device=first.device).view(1, WINDOW)).expand(pixels.shape[0], -1, -1)
+    rows = []
+    for dy in range(WINDOW):
+        windows = (padded[:, :, dy:dy + height].unfold(3, span, _TILE)
+                   .permute(0, 2, 3, 1, 4).reshape(-1, channels, span))
+        rows.append(torch.bmm(pixels, windows).gather(2, band))  # (N*H*tiles, TILE, 9 dx)
+    volume = (torch.stack(rows, dim=1).view(batch, height, tiles, WINDOW, _TILE, WINDOW)
+              .permute(0, 3, 5, 1, 2, 4).reshape(batch, NUM_DISPLACEMENTS, height, tiles * _TILE))
+    return volume[..., :width] / channels
 
 
 # ---------------------------------------------------------------------------------------------

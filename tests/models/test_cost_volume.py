@@ -9,21 +9,21 @@ def naive_cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor
     """Literal per-pixel, per-displacement loop of the definition."""
     batch, channels, height, width = first.shape
     out = torch.zeros(batch, 81, height, width, dtype=first.dtype)
-    for n in range(batch):
-        for dy in range(-4, 5):
-            for dx in range(-4, 5):
-                k = (dy + 4) * 9 + (dx + 4)
-                for y in range(height):
-                    for x in range(width):
-                        if 0 <= y + dy < height and 0 <= x + dx < width:
-                            out[n, k, y, x] = (first[n, :, y, x] * second[n, :, y + dy, x + dx]).sum() / channels
+    for dy in range(-4, 5):
+        for dx in range(-4, 5):
+            k = (dy + 4) * 9 + (dx + 4)
+            for y in range(height):
+                for x in range(width):
+                    if 0 <= y + dy < height and 0 <= x + dx < width:
+                        out[:, k, y, x] = (first[:, :, y, x] * second[:, :, y + dy, x + dx]).sum(1) / channels
     return out
 
 
 def test_matches_the_literal_definition():
     gen = torch.Generator().manual_seed(0)
-    first = torch.randn(2, 3, 6, 7, generator=gen)
-    second = torch.randn(2, 3, 6, 7, generator=gen)
+    # width 19 spans three 8-pixel tiles of the banded product, the last one partial
+    first = torch.randn(2, 3, 6, 19, generator=gen)
+    second = torch.randn(2, 3, 6, 19, generator=gen)
     torch.testing.assert_close(cost_volume_torch(first, second), naive_cost_volume(first, second),
                                rtol=1e-6, atol=1e-6)
 

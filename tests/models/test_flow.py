@@ -65,6 +65,11 @@ def test_pair_flows_order_batching_and_chunks():
     torch.testing.assert_close(forward[:, :, 1, 0, 0], frame[:, :-1])
 
 
+def test_pair_flows_of_a_single_frame_are_empty():
+    backward, forward = pair_flows(zero_flow, torch.rand(2, 1, 3, 4, 6))
+    assert backward.shape == forward.shape == (2, 0, 2, 4, 6)
+
+
 def _texture(height: int, width: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     noise = rng.random((height, width)).astype(np.float32)

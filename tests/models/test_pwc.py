@@ -39,6 +39,18 @@ def test_raw_output_is_quarter_resolution(filled_net):
     assert out.shape == (2, 2, 16, 32)
 
 
+def test_inference_buffer_and_autograd_paths_agree(filled_net):
+    im1, im2 = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        inference = filled_net(im1, im2)
+    trained = filled_net(im1, im2)  # grad enabled: concatenation path, for flow distillation
+    assert torch.equal(inference, trained)
+    trained.square().mean().backward()
+    weight = filled_net.netExtractor.netOne[0].weight
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+    filled_net.zero_grad(set_to_none=True)
+
+
 def test_rejects_sizes_not_divisible_by_64(filled_net):
     with pytest.raises(ValueError, match="divisible by 64"):
         filled_net(torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64))
