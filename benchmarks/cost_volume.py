@@ -72,14 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     args = parser.parse_args(argv)
 
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device("cpu")] + ([torch.device("cuda", torch.cuda.current_device())]
+                                    if torch.cuda.is_available() else [])
     kind = "forward+backward" if args.backward else "forward"
     print(f"cost volume, {kind}, batch {args.batch}, frame {FRAME_W}x{FRAME_H}, "
           f"{args.repeats} repeats, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     for device in devices:
         if device.type == "cuda":
-            from models.cost_volume import _CupyCostVolume, _cupy_kernels
-            have_cupy = _cupy_kernels() is not None
+            from models.cost_volume import _CupyCostVolume, cupy_cost_volume_available
+            have_cupy = cupy_cost_volume_available(device.index)
             print(f"GPU: {torch.cuda.get_device_name(device)}; CuPy {'available' if have_cupy else 'missing'}")
         for level in range(2, 7):
             channels = PYRAMID_CHANNELS[level - 1]

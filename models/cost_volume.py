@@ -4,15 +4,19 @@ Definition (the one the authors' CuPy layer computes): for displacements dy, dx 
 output channel k = (dy+4)*9 + (dx+4) holds the mean over feature channels of
 first[:, :, y, x] * second[:, :, y+dy, x+dx], with zeros where y+dy or x+dx lies outside.
 
-`cost_volume` picks the CuPy kernel for CUDA tensors when CuPy imports (forward and backward on
-the current torch stream) and the pure-PyTorch path otherwise; both are differentiable.
+`cost_volume` picks the CuPy kernel for CUDA tensors when CuPy imports and compiles (forward and
+backward on the current torch stream) and the pure-PyTorch path otherwise; both are
+differentiable. CuPy is optional and imported only when a CUDA tensor arrives.
 """
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from utils.errors import warn
 
 MAX_DISPLACEMENT = 4
 WINDOW = 2 * MAX_DISPLACEMENT + 1  # 9 displacements per axis
@@ -25,7 +29,7 @@ def cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     if first.shape != second.shape or first.dim() != 4:
         raise ValueError(f"cost_volume needs two equal (N,C,H,W) tensors, got {tuple(first.shape)} "
                          f"and {tuple(second.shape)}")
-    if first.is_cuda and _cupy_kernels() is not None:
+    if first.is_cuda and cupy_cost_volume_available(first.device.index):
         return _CupyCostVolume.apply(first, second)
     return cost_volume_torch(first, second)
 
@@ -128,37 +132,52 @@ extern "C" __global__ void cost_volume_backward(
 """
 
 _THREADS = 256
-_SCALAR_NAMES = {torch.float32: "float", torch.float64: "double"}
+_MAX_BLOCKS = 65535 * 8  # the kernels loop over the remaining elements (grid-stride)
+_CUDA_TYPES = {torch.float32: "float", torch.float64: "double"}
 
 
 @functools.lru_cache(maxsize=None)
-def _cupy_kernels():
-    """The compiled CuPy modules per scalar type, or None when CuPy is not importable."""
-    try:
-        import cupy
-    except Exception:  # noqa: BLE001 - any import failure means "no CuPy path"
-        return None
-    return {
-        dtype: cupy.RawModule(code=_KERNEL_SOURCE, options=("-DSCALAR=" + name,))
-        for dtype, name in _SCALAR_NAMES.items()
-    }
-
-
-def _launch(name: str, dtype: torch.dtype, total: int, device: torch.device, args: list) -> None:
-    """Launch kernel `name` over `total` elements on the current torch stream of `device`."""
+def _compiled_modules(device_index: int) -> dict:
+    """One RawModule per scalar type, compiled for GPU `device_index` once per process."""
     import cupy
-    import numpy as np
 
-    blocks = max(1, min((total + _THREADS - 1) // _THREADS, 65535 * 8))
-    with cupy.cuda.Device(device.index):
-        kernel = _cupy_kernels()[dtype].get_function(name)
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
-        kernel((blocks,), (_THREADS,), [np.int64(total)] + args, stream=stream)
+    modules = {}
+    with cupy.cuda.Device(device_index):
+        for dtype, name in _CUDA_TYPES.items():
+            modules[dtype] = cupy.RawModule(code=_KERNEL_SOURCE, options=("-DSCALAR=" + name,))
+            modules[dtype].compile()
+    return modules
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_cost_volume_available(device_index: int) -> bool:
+    """True when CuPy imports and the kernels compile on this GPU; warns once otherwise."""
+    try:
+        _compiled_modules(device_index)
+    except ImportError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - NVRTC missing or failing: stay on PyTorch
+        warn(f"cost volume: CuPy kernels unavailable ({exc}); using the PyTorch path")
+        return False
+    return True
+
+
+def _launch(name: str, like: torch.Tensor, total: int, *args) -> None:
+    """Launch kernel `name` over `total` elements on PyTorch's current stream of `like`'s GPU."""
+    import cupy
+
+    index = like.device.index
+    kernel = _compiled_modules(index)[like.dtype].get_function(name)
+    blocks = min((total + _THREADS - 1) // _THREADS, _MAX_BLOCKS)
+    sizes = (np.int32(like.shape[1]), np.int32(like.shape[2]), np.int32(like.shape[3]))
+    # RawKernel launches on CuPy's current stream: make it PyTorch's, so ordering is preserved.
+    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(torch.cuda.current_stream(like.device).cuda_stream):
+        kernel((blocks,), (_THREADS,), (np.int64(total), *sizes, *args))
 
 
 def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
     """The kernels run in float32 or float64; half/bfloat16 inputs are computed in float32."""
-    return dtype if dtype in _SCALAR_NAMES else torch.float32
+    return dtype if dtype in _CUDA_TYPES else torch.float32
 
 
 class _CupyCostVolume(torch.autograd.Function):
@@ -166,32 +185,27 @@ class _CupyCostVolume(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        import numpy as np
-
         work = _kernel_dtype(first.dtype)
         first_c = first.detach().to(work).contiguous()
         second_c = second.detach().to(work).contiguous()
-        batch, channels, height, width = first_c.shape
-        out = first_c.new_empty(batch, NUM_DISPLACEMENTS, height, width)
-        _launch("cost_volume_forward", work, out.numel(), first.device,
-                [np.int32(channels), np.int32(height), np.int32(width),
-                 first_c.data_ptr(), second_c.data_ptr(), out.data_ptr()])
+        out = first_c.new_zeros(first_c.shape[0], NUM_DISPLACEMENTS, *first_c.shape[2:])
+        if out.numel() > 0:
+            _launch("cost_volume_forward", first_c, out.numel(),
+                    first_c.data_ptr(), second_c.data_ptr(), out.data_ptr())
         ctx.save_for_backward(first_c, second_c)
         ctx.input_dtypes = (first.dtype, second.dtype)
         return out.to(first.dtype)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        import numpy as np
-
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         first_c, second_c = ctx.saved_tensors
-        _, channels, height, width = first_c.shape
         grad_c = grad_out.to(first_c.dtype).contiguous()
-        grad_first = torch.empty_like(first_c)
-        grad_second = torch.empty_like(second_c)
-        _launch("cost_volume_backward", first_c.dtype, first_c.numel(), first_c.device,
-                [np.int32(channels), np.int32(height), np.int32(width),
-                 first_c.data_ptr(), second_c.data_ptr(), grad_c.data_ptr(),
-                 grad_first.data_ptr(), grad_second.data_ptr()])
+        grad_first = torch.zeros_like(first_c)
+        grad_second = torch.zeros_like(second_c)
+        if first_c.numel() > 0:
+            _launch("cost_volume_backward", first_c, first_c.numel(),
+                    first_c.data_ptr(), second_c.data_ptr(), grad_c.data_ptr(),
+                    grad_first.data_ptr(), grad_second.data_ptr())
         dtype_first, dtype_second = ctx.input_dtypes
         return grad_first.to(dtype_first), grad_second.to(dtype_second)

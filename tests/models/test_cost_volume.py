@@ -1,8 +1,13 @@
-"""Cost volume: definition (channel order, mean, zero outside), gradients, CuPy parity on GPU."""
+"""Cost volume: definition (channel order, mean, zero outside), gradients, CUDA kernel maths
+(compiled as C++ on the CPU), CuPy parity on GPU."""
+import ctypes
+import shutil
+import subprocess
+
 import pytest
 import torch
 
-from models.cost_volume import cost_volume, cost_volume_torch
+from models.cost_volume import _KERNEL_SOURCE, cost_volume, cost_volume_torch
 
 
 def naive_cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -52,6 +57,49 @@ def test_gradcheck_float64():
 def test_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="equal"):
         cost_volume(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4))
+
+
+# Runs the CUDA kernels' source as plain C++ with a 3-block x 4-thread "grid", so that the
+# indexing, the bounds and the grid-stride loop are checked on machines without a GPU.
+_CPU_HARNESS = """
+struct Dim { unsigned x; };
+static Dim blockIdx, threadIdx, blockDim = {4}, gridDim = {3};
+#define __global__
+#define __restrict__
+#define SCALAR double
+%s
+#define EACH_THREAD(call) \\
+    for (unsigned bi = 0; bi < gridDim.x; ++bi) \\
+        for (unsigned ti = 0; ti < blockDim.x; ++ti) { blockIdx.x = bi; threadIdx.x = ti; call; }
+extern "C" void forward(long long n, int c, int h, int w, const double* a, const double* b, double* o)
+{ EACH_THREAD(cost_volume_forward(n, c, h, w, a, b, o)) }
+extern "C" void backward(long long n, int c, int h, int w, const double* a, const double* b,
+                         const double* g, double* ga, double* gb)
+{ EACH_THREAD(cost_volume_backward(n, c, h, w, a, b, g, ga, gb)) }
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_cuda_kernel_source_computes_the_same_as_pytorch(tmp_path):
+    (tmp_path / "kernel.cpp").write_text(_CPU_HARNESS % _KERNEL_SOURCE)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(tmp_path / "kernel.so"),
+                    str(tmp_path / "kernel.cpp")], check=True, capture_output=True)
+    lib = ctypes.CDLL(str(tmp_path / "kernel.so"))
+    gen = torch.Generator().manual_seed(3)
+    first, second = (torch.randn(2, 5, 7, 11, generator=gen, dtype=torch.float64, requires_grad=True)
+                     for _ in range(2))
+    grad = torch.randn(2, 81, 7, 11, generator=gen, dtype=torch.float64)
+    out, grad_first, grad_second = (torch.zeros_like(grad), torch.zeros_like(first), torch.zeros_like(second))
+    ptr = lambda t: ctypes.c_void_p(t.data_ptr())
+    dims = (ctypes.c_int(5), ctypes.c_int(7), ctypes.c_int(11))
+    lib.forward(ctypes.c_longlong(out.numel()), *dims, ptr(first.detach()), ptr(second.detach()), ptr(out))
+    lib.backward(ctypes.c_longlong(first.numel()), *dims, ptr(first.detach()), ptr(second.detach()),
+                 ptr(grad), ptr(grad_first), ptr(grad_second))
+    expected = cost_volume_torch(first, second)
+    expected_first, expected_second = torch.autograd.grad(expected, (first, second), grad)
+    torch.testing.assert_close(out, expected.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_first, expected_first, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_second, expected_second, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.gpu
