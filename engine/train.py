@@ -1,0 +1,439 @@
+"""Self-supervised STBN training, as the official `sRGB_train_bsn.py` does it, plus resume and DDP.
+
+The official loop (stbn-reference.md §6): clean clips are only used for logging; AWGN is added
+on the fly (one sigma per clip, never clipped) and the noisy clip is both the input and the
+target of the Gaussian log-likelihood loss on all frames; gradients are clipped to norm 1; Adam
+(lr 3e-4) optimises the denoiser's five parameter groups with PWC-Net frozen; MultiStepLR steps
+once per epoch; after each epoch the posterior mean is validated and `ckpt_e{N}.pth` is written.
+
+Additions: seeded validation noise and the official per-frame PSNR; resume from the newest
+complete checkpoint; the RNGs are reseeded from (seed, epoch, rank) at every epoch so a resumed
+run repeats the numbers of an uninterrupted one; non-finite steps are skipped and a run of them
+stops training; torchrun/DDP; bf16 autocast on CUDA; logs, metrics history, curves, TensorBoard.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from datasets.builtin import builtin_split
+from datasets.eval_sequences import EvalSequenceDataset
+from datasets.train_clips import TrainClipDataset
+from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES
+from engine.distributed import (DistContext, all_ranks_true, barrier, broadcast_object,
+                                setup_distributed, teardown_distributed)
+from engine.inference import denoise_sequence
+from engine.logging_utils import (TensorBoardSink, close_run_logger, setup_run_logger,
+                                  write_history)
+from models import build_model
+from models.pwc import load_pwc_weights
+from utils.checkpoint import (CHECKPOINT_NAME, add_module_prefix, checkpoint_path, latest_checkpoint,
+                              load_checkpoint, load_model_weights, save_checkpoint)
+from utils.errors import UserError, warn
+from utils.gaussian import loglike_loss, posterior_mean
+from utils.metrics import sequence_psnr
+from utils.noise import add_test_noise, add_train_noise, parse_noise_ival, parse_sigma, sample_train_sigma
+from utils.plots import plot_training_curves
+
+GRAD_CLIP_NORM = 1.0
+# Consecutive non-finite steps after which training stops (the last checkpoint stays intact).
+MAX_NONFINITE_IN_A_ROW = 5
+CURVES_PNG = "curves.png"
+
+
+class _UserArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a one-line `UserError` instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """Every official `sRGB_train_bsn.py` argument with its official default, plus our options."""
+    p = _UserArgumentParser(description="Self-supervised STBN training on sRGB videos.")
+    official = p.add_argument_group("official arguments (defaults as the authors' script)")
+    official.add_argument("--model", default="bdc_2_unify",
+                          help="network: bdc_2_unify (= stbn, the released model) or bdc_flow")
+    official.add_argument("--num_resblocks", type=int, default=5,
+                          help="residual units of the fusion blocks (the head gets half)")
+    official.add_argument("--train_length", type=int, default=8, help="frames per training clip")
+    official.add_argument("--batch_size", type=int, default=4, help="clips per step (per process)")
+    official.add_argument("--epochs", "--e", type=int, default=10, help="number of epochs")
+    official.add_argument("--milestones", type=int, nargs="+", default=[2, 4, 6, 8],
+                          help="epochs after which the learning rate is multiplied by --gamma")
+    official.add_argument("--gamma", type=float, default=0.5, help="learning-rate decay factor")
+    official.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    official.add_argument("--print_every", type=int, default=200, help="log every N iterations")
+    official.add_argument("--noise_ival", type=float, nargs=2, default=[5.0, 55.0], metavar=("LOW", "HIGH"),
+                          help="training sigma range on the 0-255 scale; equal values = fixed sigma")
+    official.add_argument("--val_noiseL", type=float, default=30.0,
+                          help="validation sigma on the 0-255 scale")
+    official.add_argument("--patch_size", "--p", type=int, default=96, help="training crop size")
+    official.add_argument("--patches_per_epoch", "--n", type=int, default=32000,
+                          help="training clips per epoch (all processes together)")
+    official.add_argument("--trainset_dir", help="training frames: one sub-folder of frames per sequence")
+    official.add_argument("--valset_dir", help="validation frames: one sub-folder per sequence (e.g. Set8)")
+    official.add_argument("--log_dir", help="checkpoints and logs (default logs/builtin with --builtin, "
+                                            "else logs/stbn); rerunning resumes")
+    extra = p.add_argument_group("additional options")
+    extra.add_argument("--num_channels", type=int, default=64, help="hidden feature width")
+    extra.add_argument("--builtin", metavar="CLIP",
+                       help="train on a built-in clip's training part, validate on its held-out part")
+    extra.add_argument("--val_max_frames", type=int, default=85,
+                       help="frames per validation sequence (official 85)")
+    extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    extra.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
+    extra.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
+                       help="auto = PWC-Net when weights are known, else OpenCV DIS; zero = static scenes")
+    extra.add_argument("--seed", type=int, default=0, help="seed of crops, noise and shuffling")
+    extra.add_argument("--num_workers", type=int, default=4, help="data-loader processes")
+    extra.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    extra.add_argument("--augment", action="store_true", help="random flips and rotations of clips")
+    return p
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Reject inconsistent arguments with a one-line `UserError`; fill in the default log_dir."""
+    _require((args.trainset_dir is None) != (args.builtin is None),
+             "give exactly one of --trainset_dir DIR (one sub-folder of frames per sequence) or --builtin CLIP")
+    for name in ("trainset_dir", "valset_dir"):
+        folder = getattr(args, name)
+        _require(folder is None or Path(folder).is_dir(), f"--{name}: '{folder}' is not an existing folder")
+    _require(args.pwc_weights is None or Path(args.pwc_weights).is_file(),
+             f"--pwc_weights: '{args.pwc_weights}' is not an existing file")
+    for name, minimum in (("epochs", 1), ("batch_size", 1), ("train_length", 2), ("patch_size", 8),
+                          ("patches_per_epoch", 1), ("print_every", 1), ("num_workers", 0),
+                          ("val_max_frames", 1), ("num_channels", 1), ("num_resblocks", 0), ("seed", 0)):
+        _require(getattr(args, name) >= minimum, f"--{name} must be at least {minimum}, got {getattr(args, name)}")
+    _require(math.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
+    _require(math.isfinite(args.gamma) and args.gamma > 0, f"--gamma must be a positive number, got {args.gamma}")
+    milestones = list(args.milestones)
+    _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
+             f"--milestones must be positive epochs in increasing order, got {' '.join(map(str, milestones))}")
+    parse_noise_ival(args.noise_ival, "--noise_ival")
+    parse_sigma(args.val_noiseL, "--val_noiseL")
+    if args.log_dir is None:
+        args.log_dir = "logs/builtin" if args.builtin else "logs/stbn"
+    _require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
+
+
+def resolve_flow_source(flow: str, pwc_weights_known: bool) -> str:
+    """The flow actually used: PWC-Net needs weights; `auto` falls back to DIS without them."""
+    if flow == "pwc" and not pwc_weights_known:
+        raise UserError("--flow pwc needs PWC-Net weights: pass --pwc_weights PATH "
+                        "(the authors' network-default file or an STBN checkpoint)")
+    if flow == "auto":
+        return "pwc" if pwc_weights_known else "dis"
+    return flow
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed torch (CPU + CUDA), numpy and random from (seed, epoch, rank); epoch 0 = initial weights.
+
+    Crops, noise and shuffling of an epoch depend only on these three numbers, so resuming at
+    epoch N reproduces an uninterrupted run, and every rank draws different clips and noise.
+    """
+    value = (seed * 1_000_003 + epoch * 7919 + rank) % (2 ** 32)
+    torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
+
+
+def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor, sigma: torch.Tensor,
+                 amp: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Forward one noisy batch and return `(loss terms, network output (N,T,9,H,W) in float32)`.
+
+    The terms are summed into the loss that is back-propagated; variants add their own terms
+    here (e.g. a flow-distillation term). The likelihood is always evaluated in float32.
+    """
+    with torch.autocast(device_type=seqn.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(seqn, noise_map)[0]
+    out = out.float()
+    return {"loglike": loglike_loss(out, seqn, sigma)}, out
+
+
+def batch_psnr(images: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean over clips of the official per-frame PSNR, images clamped to [0, 1] first (logging only)."""
+    images = images.detach().clamp(0, 1).cpu()
+    clean = clean.cpu()
+    return float(np.mean([sequence_psnr(images[n], clean[n]) for n in range(images.shape[0])]))
+
+
+def load_train_dataset(args: argparse.Namespace) -> TrainClipDataset:
+    """Official training clips from --trainset_dir, or from a built-in clip's training part."""
+    options = dict(train_length=args.train_length, patch_size=args.patch_size,
+                   patches_per_epoch=args.patches_per_epoch, augment=args.augment)
+    if args.builtin:
+        train_frames, _ = builtin_split(args.builtin)
+        return TrainClipDataset.from_sequences([np.ascontiguousarray(train_frames.transpose(0, 3, 1, 2))], **options)
+    return TrainClipDataset(args.trainset_dir, **options)
+
+
+def load_val_sequences(args: argparse.Namespace) -> Iterable[tuple[str, torch.Tensor]]:
+    """(name, clean float (T,3,H,W)) validation sequences; empty when there is no validation set."""
+    if args.builtin:
+        _, eval_frames = builtin_split(args.builtin)
+        clip = torch.from_numpy(eval_frames[:args.val_max_frames]).permute(0, 3, 1, 2).float().div(255)
+        return [(args.builtin, clip)]
+    if args.valset_dir:
+        return EvalSequenceDataset(args.valset_dir, max_num_fr_per_seq=args.val_max_frames)
+    return []
+
+
+@torch.no_grad()
+def validate(model: nn.Module, sequences: Iterable[tuple[str, torch.Tensor]], sigma: float,
+             device: torch.device) -> float | None:
+    """Mean over sequences of the per-frame PSNR of the posterior mean (official test protocol).
+
+    Noise is seeded per sequence (`add_test_noise`), so epochs are compared on the same noise.
+    """
+    was_training = model.training
+    model.eval()
+    scores = []
+    for _, clean in sequences:
+        noisy = add_test_noise(clean, sigma).to(device)
+        denoised = denoise_sequence(model, noisy, sigma)
+        scores.append(sequence_psnr(denoised.float().cpu(), clean))
+    model.train(was_training)
+    return float(np.mean(scores)) if scores else None
+
+
+def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext, log) -> tuple[nn.Module, str]:
+    """The network with its weights (resumed or fresh), PWC-Net frozen, and its flow source."""
+    seed_epoch(args.seed, 0, 0)  # same initial weights on every rank and every rerun
+    model = build_model(args.model, img_channels=3, num_resblocks=args.num_resblocks,
+                        num_channels=args.num_channels)
+    pwc_known = False
+    if resume is not None:
+        load_model_weights(model, resume, source="the checkpoint being resumed")
+        pwc_known = resume.get("args", {}).get("flow_source") == "pwc"
+    if args.pwc_weights:
+        load_pwc_weights(model.pwcnet, args.pwc_weights)
+        pwc_known = True
+    flow_source = resolve_flow_source(args.flow, pwc_known)
+    if args.flow == "auto" and flow_source == "dis":
+        log.info("no PWC-Net weights given (--pwc_weights): using OpenCV DIS optical flow instead")
+    model.set_flow_source(flow_source)
+    model.pwcnet.requires_grad_(False)
+    return model.to(ctx.device), flow_source
+
+
+def _find_resume(log_dir: Path, ctx: DistContext) -> tuple[Path | None, int]:
+    """Rank 0's newest complete checkpoint and its epoch, shared with every rank."""
+    path = latest_checkpoint(log_dir) if ctx.is_main else None
+    path = broadcast_object(ctx, path)
+    return path, (int(CHECKPOINT_NAME.match(path.name).group(1)) if path else 0)
+
+
+def _checkpoint_state(model: nn.Module, optimizer, scheduler, args: argparse.Namespace, epoch: int,
+                      flow_source: str, history: list[dict]) -> dict[str, Any]:
+    """Official layout (`module.` keys) plus what resuming and the evaluation scripts need."""
+    return {"args": {**vars(args), "epoch": epoch, "flow_source": flow_source},
+            "state_dict": add_module_prefix(model.state_dict()),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "history": history}
+
+
+class _NonFiniteGuard:
+    """Counts skipped non-finite steps and says when a run of them means the training diverged."""
+
+    def __init__(self, limit: int = MAX_NONFINITE_IN_A_ROW) -> None:
+        self.limit, self.in_a_row, self.total = limit, 0, 0
+
+    def record(self, finite: bool) -> bool:
+        """Note one step; True when `limit` non-finite steps came in a row."""
+        self.in_a_row = 0 if finite else self.in_a_row + 1
+        self.total += 0 if finite else 1
+        return self.in_a_row >= self.limit
+
+
+def _train_step(model: nn.Module, optimizer, params: list[nn.Parameter], clean: torch.Tensor,
+                noise_ival: list[float], ctx: DistContext, amp: bool):
+    """One optimisation step. Returns (finite, loss value, output, noisy, sigma); skips non-finite steps.
+
+    All ranks agree on skipping (an all-reduce of the flag) so DDP never waits for a missing backward.
+    """
+    sigma = sample_train_sigma(clean.shape[0], noise_ival, device=ctx.device)
+    seqn, noise_map = add_train_noise(clean, sigma)
+    terms, out = compute_loss(model, seqn, noise_map, sigma.view(-1), amp)
+    loss = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    finite = all_ranks_true(ctx, bool(torch.isfinite(loss)))
+    if finite:
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
+        finite = bool(torch.isfinite(grad_norm))  # gradients are all-reduced: same on all ranks
+        if finite:
+            optimizer.step()
+    return finite, float(loss.detach()), out.detach(), seqn, sigma
+
+
+def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.Parameter],
+               args: argparse.Namespace, noise_ival: list[float], epoch: int, ctx: DistContext,
+               amp: bool, guard: _NonFiniteGuard, log, board: TensorBoardSink) -> dict[str, float]:
+    """Train one epoch; returns its mean loss, skipped steps and throughput."""
+    model.train()
+    losses: list[float] = []
+    window: list[float] = []
+    skipped_before = guard.total
+    frames_per_step = args.batch_size * args.train_length * ctx.world_size
+    start = time.perf_counter()
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{args.epochs}", unit="it", file=sys.stderr,
+               disable=not ctx.is_main, dynamic_ncols=True, leave=False)
+    for iteration, clips in enumerate(loader, start=1):
+        clean = clips.to(ctx.device, non_blocking=True).float().div_(255)
+        finite, loss, out, seqn, sigma = _train_step(model, optimizer, params, clean, noise_ival, ctx, amp)
+        if guard.record(finite):
+            bar.close()
+            last = latest_checkpoint(args.log_dir)
+            raise UserError(f"training stopped at epoch {epoch}, iteration {iteration}: {guard.limit} "
+                            f"non-finite losses or gradients in a row ({guard.total} in all); "
+                            + (f"the last good checkpoint is '{last}'" if last else "no checkpoint was written yet")
+                            + "; try a lower --lr")
+        if finite:
+            losses.append(loss)
+            window.append(loss)
+        elapsed = time.perf_counter() - start
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
+                        fps=f"{iteration * frames_per_step / max(elapsed, 1e-9):.1f}")
+        if ctx.is_main and iteration % args.print_every == 0 and window:
+            with torch.no_grad():
+                psnr_post = batch_psnr(posterior_mean(out, seqn, sigma.view(-1)), clean)
+                psnr_mean = batch_psnr(out[:, :, :3], clean)
+            step = (epoch - 1) * len(loader) + iteration
+            log.info(f"epoch {epoch} iter {iteration}/{len(loader)} loss {np.mean(window):.4f} "
+                     f"PSNR_train {psnr_post:.2f} PSNR_train_m {psnr_mean:.2f} "
+                     f"lr {optimizer.param_groups[0]['lr']:.3g} skipped {guard.total - skipped_before}")
+            board.scalars({"train/loss": float(np.mean(window)), "train/psnr": psnr_post,
+                           "train/psnr_mean": psnr_mean}, step)
+            window.clear()
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"loss": float(np.mean(losses)) if losses else float("nan"),
+            "nonfinite_steps": guard.total - skipped_before, "seconds": seconds,
+            "frames_per_s": len(loader) * frames_per_step / max(seconds, 1e-9)}
+
+
+def _make_loader(dataset: TrainClipDataset, args: argparse.Namespace, ctx: DistContext):
+    """Shuffled, drop-last batches; one disjoint shard per rank under DDP."""
+    sampler = (DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                  seed=args.seed, drop_last=True) if ctx.distributed else None)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        drop_last=True, num_workers=args.num_workers,
+                        pin_memory=ctx.device.type == "cuda")
+    if len(loader) == 0:
+        raise UserError(f"--patches_per_epoch {args.patches_per_epoch} gives no full batch of "
+                        f"{args.batch_size} clips per process ({ctx.world_size} process(es))")
+    return loader, sampler
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run (or resume, or finish) a training; returns the trained model, history and paths.
+
+    Reruns with the same `log_dir` continue from the newest complete `ckpt_e{N}.pth`. Under
+    torchrun each process trains on its shard; rank 0 validates, logs and writes checkpoints.
+    """
+    validate_args(args)
+    noise_ival = parse_noise_ival(args.noise_ival, "--noise_ival")
+    val_sigma = parse_sigma(args.val_noiseL, "--val_noiseL") / 255.0
+    log_dir = Path(args.log_dir)
+    ctx = setup_distributed(args.device)
+    log = None
+    try:
+        if ctx.is_main:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        barrier(ctx)
+        log = setup_run_logger(log_dir, enabled=ctx.is_main)
+        return _train(args, ctx, log, log_dir, noise_ival, val_sigma)
+    finally:
+        if log is not None:
+            close_run_logger(log)
+        teardown_distributed(ctx)
+
+
+def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise_ival: list[float],
+           val_sigma: float) -> dict[str, Any]:
+    amp = args.amp and ctx.device.type == "cuda"
+    if args.amp and not amp:
+        warn("--amp needs a CUDA device; training in float32")
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    resume_path, start_epoch = _find_resume(log_dir, ctx)
+    resume = load_checkpoint(resume_path, map_location="cpu") if resume_path else None
+    history: list[dict] = list(resume.get("history", [])) if resume else []
+    summary = {"log_dir": log_dir, "history": history, "last_checkpoint": resume_path,
+               "start_epoch": start_epoch, "nonfinite_steps": 0}
+    if start_epoch >= args.epochs:
+        log.info(f"training already finished: '{resume_path}' is epoch {start_epoch} of {args.epochs}; "
+                 "nothing to do (raise --epochs to train longer)")
+        model, summary["flow_source"] = _build_model(args, resume, ctx, log)
+        return {**summary, "model": model}
+    model, flow_source = _build_model(args, resume, ctx, log)
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=args.gamma)
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        log.info(f"resuming from '{resume_path}' (epoch {start_epoch} of {args.epochs} done)")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    net = (DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                                   broadcast_buffers=False) if ctx.distributed else model)
+    loader, sampler = _make_loader(load_train_dataset(args), args, ctx)
+    val_sequences = load_val_sequences(args) if ctx.is_main else []
+    log.info(f"training {args.model} on {ctx.device} x{ctx.world_size}: flow {flow_source}, "
+             f"{len(loader)} iterations/epoch, epochs {start_epoch + 1}..{args.epochs}, log_dir '{log_dir}'")
+    board = TensorBoardSink(log_dir, enabled=ctx.is_main)
+    guard = _NonFiniteGuard()
+    try:
+        for epoch in range(start_epoch + 1, args.epochs + 1):
+            seed_epoch(args.seed, epoch, ctx.rank)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            stats = _run_epoch(net, loader, optimizer, params, args, noise_ival, epoch, ctx, amp, guard,
+                               log, board)
+            scheduler.step()
+            if ctx.is_main:
+                val_psnr = validate(model, val_sequences, val_sigma, ctx.device)
+                history.append({"epoch": epoch, "lr": lr, **stats, "val_psnr": val_psnr})
+                path = checkpoint_path(log_dir, epoch)
+                save_checkpoint(path, _checkpoint_state(model, optimizer, scheduler, args, epoch,
+                                                        flow_source, history))
+                write_history(log_dir, history)
+                plot_training_curves(history, log_dir / CURVES_PNG)
+                board.scalars({"epoch/loss": stats["loss"], "epoch/lr": lr}
+                              | ({"epoch/val_psnr": val_psnr} if val_psnr is not None else {}), epoch)
+                summary["last_checkpoint"] = path
+                log.info(f"epoch {epoch}: loss {stats['loss']:.4f} val PSNR "
+                         + (f"{val_psnr:.2f} dB" if val_psnr is not None else "n/a (no validation set)")
+                         + f", {stats['frames_per_s']:.1f} frames/s, skipped steps {stats['nonfinite_steps']}, "
+                         f"saved '{path}'")
+            barrier(ctx)
+    finally:
+        board.close()
+    summary["nonfinite_steps"] = guard.total
+    return {**summary, "model": model, "flow_source": flow_source}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `sRGB_train_bsn.py`."""
+    train(build_arg_parser().parse_args(argv))
+    return 0

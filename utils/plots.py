@@ -1,0 +1,49 @@
+"""Training curves as a PNG: mean training loss and validation PSNR per epoch.
+
+Uses matplotlib's object API with the Agg canvas directly, so it never touches the global
+backend (works headless and inside notebooks alike).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of the rows that have a finite `key`."""
+    points = [(int(row["epoch"]), float(row[key])) for row in history
+              if row.get(key) is not None and math.isfinite(float(row[key]))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Write `path` (PNG) with two panels: 'loss' and 'val_psnr' of each history row against 'epoch'.
+
+    Rows are dicts with at least 'epoch'; missing or non-finite values are left out (e.g. no
+    validation set). The file is written to a temporary name first, then renamed, so a viewer
+    never sees half a PNG.
+    """
+    figure = Figure(figsize=(9, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    panels = (("loss", "training loss (neg. log-likelihood)", "C0"),
+              ("val_psnr", "validation PSNR (dB)", "C1"))
+    for index, (key, title, color) in enumerate(panels, start=1):
+        axis = figure.add_subplot(1, 2, index)
+        epochs, values = _series(history, key)
+        if epochs:
+            axis.plot(epochs, values, marker="o", color=color)
+        else:
+            axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure.savefig(tmp, format="png")
+    os.replace(tmp, path)
