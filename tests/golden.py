@@ -59,7 +59,7 @@ def fill_official(module: nn.Module, prefix: str = "", zero_prefixes: tuple[str,
         official = prefix + key
         if official.endswith(".mask"):
             continue
-        if official.startswith(zero_prefixes) if zero_prefixes else False:
+        if zero_prefixes and official.startswith(zero_prefixes):
             tensor.zero_()
         else:
             tensor.copy_(fill_value(official, tuple(tensor.shape)))
