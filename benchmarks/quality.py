@@ -1,0 +1,222 @@
+"""Denoising quality on the built-in real clips, no training data needed.
+
+The held-out frames of the built-in clips (`datasets.builtin.builtin_split`) get the official test
+noise (seed 0, unclipped; the same noise for every method) at each sigma, and every method is
+scored with the official per-frame PSNR / SSIM (outputs clamped to [0, 1]):
+noisy input; OpenCV multi-frame NLM (5-frame window); 3-D TV; wavelet BayesShrink; BM4D on a small
+crop (`--bm4d`); a small STBN trained on the clip's training frames for `--stbn_minutes` of CPU,
+and the same network fine-tuned on the noisy clip itself. The NLM and TV strengths are tuned per
+sigma on the first training frames of one clip (never on the evaluation frames).
+Writes a table (stdout), `quality.json` and `quality.png` into --out with the commit and machine.
+
+    python -m benchmarks.quality [--bm4d] [--stbn_minutes 10 | --skip_stbn] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmarks.classical import NLM_TEMPORAL_WINDOW, bm4d_video, nlm_video, tv_video, wavelet_video
+from benchmarks.common import REPO_ROOT, run_record, timed
+from benchmarks.optional_packages import import_or_install
+from benchmarks.quality_report import format_table, plot_bars, write_json
+from benchmarks.scoring import noisy_clip, score, tune_parameter
+from benchmarks.stbn_rows import SmallSTBN, load_small_stbn, stbn_denoise, stbn_finetune_denoise, train_within_budget
+from datasets.builtin import builtin_split
+
+NLM_H_FACTORS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)     # h = factor x sigma (0-255 scale)
+TV_WEIGHT_FACTORS = (0.4, 0.5, 0.65, 0.8, 1.0, 1.25)  # weight = factor x sigma ([0, 1] scale)
+Denoiser = Callable[[np.ndarray], np.ndarray]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def centre_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The central height x width window of (T,H,W,C) frames (the whole frame where it is smaller)."""
+    h, w = frames.shape[1:3]
+    top, left = max(0, (h - height) // 2), max(0, (w - width) // 2)
+    return frames[:, top:top + height, left:left + width]
+
+
+def clip_frames(name: str, crop: tuple[int, int], max_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(training frames, evaluation frames) of a built-in clip as float [0, 1], centre-cropped."""
+    train, held_out = builtin_split(name)
+    held_out = held_out[:max_frames]
+    return (centre_crop(train, *crop).astype(np.float32) / 255.0,
+            centre_crop(held_out, *crop).astype(np.float32) / 255.0)
+
+
+def tune_classical(train_clean: np.ndarray, sigmas: list[float]) -> dict[float, dict]:
+    """Per sigma, the NLM h and TV weight with the best PSNR on a few training frames."""
+    tuned = {}
+    for sigma in sigmas:
+        noisy = noisy_clip(train_clean, sigma / 255.0)
+        h, h_scores = tune_parameter(nlm_video, [f * sigma for f in NLM_H_FACTORS],
+                                     noisy, train_clean)
+        weight, w_scores = tune_parameter(tv_video, [f * sigma / 255.0 for f in TV_WEIGHT_FACTORS],
+                                          noisy, train_clean)
+        tuned[sigma] = {"nlm_h": h, "nlm_psnr_by_h": h_scores, "tv_weight": weight,
+                        "tv_psnr_by_weight": w_scores}
+        log(f"tuned sigma {sigma:g}: NLM h {h:g}, TV weight {weight:.4f}")
+        for name, best, scores in (("NLM h", h, h_scores), ("TV weight", weight, w_scores)):
+            if best in (min(scores), max(scores)):
+                log(f"warning: {name} {best:g} is at the edge of its grid at sigma {sigma:g}")
+    return tuned
+
+
+def classical_methods(sigma: float, tuned: dict, pywt_ok: bool) -> dict[str, tuple[Denoiser, dict]]:
+    """name -> (denoiser of a (T,H,W,3) noisy clip, its parameters) for one sigma (0-255 scale)."""
+    methods = {
+        "noisy input": (lambda x: x, {}),
+        f"NLM-multi (OpenCV, {NLM_TEMPORAL_WINDOW} frames, uint8 in)":
+            (lambda x: nlm_video(x, tuned["nlm_h"]), {"h": tuned["nlm_h"]}),
+        "TV 3-D (skimage)": (lambda x: tv_video(x, tuned["tv_weight"]), {"weight": tuned["tv_weight"]}),
+    }
+    if pywt_ok:
+        methods["wavelet BayesShrink (skimage)"] = (lambda x: wavelet_video(x, sigma / 255.0),
+                                                   {"sigma": "given"})
+    return methods
+
+
+def make_row(clip: str, region: str, sigma: float, method: str, output: np.ndarray, clean: np.ndarray,
+             seconds: dict | None, parameters: dict) -> dict:
+    """One scored result; `seconds` is None where the output was only re-scored, not re-computed."""
+    row = {"clip": clip, "region": region, "sigma": sigma, "method": method, **score(output, clean),
+           "seconds": seconds, "frames": int(clean.shape[0]), "size": list(clean.shape[1:3]),
+           "parameters": parameters}
+    log(f"  {clip} {region} sigma {sigma:g} {method}: {row['psnr']:.2f} dB / {row['ssim']:.4f} "
+        + (f"({seconds['median']:.1f} s)" if seconds else "(re-scored)"))
+    return row
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clips", nargs="+", default=["carphone", "bikes"], help="built-in clips to evaluate")
+    p.add_argument("--sigmas", type=float, nargs="+", default=[10.0, 30.0, 50.0], help="0-255 scale")
+    p.add_argument("--crop", type=int, nargs=2, default=[144, 176], metavar=("H", "W"),
+                   help="centre crop of every frame (carphone is 144x176 already)")
+    p.add_argument("--max_frames", type=int, help="evaluate on the first N held-out frames only")
+    p.add_argument("--tune_clip", default="carphone", help="clip whose first training frames tune NLM and TV")
+    p.add_argument("--tune_frames", type=int, default=6)
+    p.add_argument("--repeats", type=int, default=1, help="timing repeats of each method (min/median/max)")
+    p.add_argument("--bm4d", action="store_true", help="add BM4D (installed into a temp folder for this run)")
+    p.add_argument("--bm4d_crop", type=int, default=64, help="side of BM4D's centre square crop")
+    p.add_argument("--bm4d_frames", type=int, default=8, help="held-out frames BM4D denoises")
+    p.add_argument("--skip_stbn", action="store_true")
+    p.add_argument("--stbn_minutes", type=float, default=10.0, help="CPU training budget per clip")
+    p.add_argument("--stbn_clips", nargs="+", help="clips with STBN rows (default: all --clips)")
+    p.add_argument("--finetune_steps", type=int, default=10, help="fine-tuning iterations per clip and sigma")
+    p.add_argument("--no_install", action="store_true", help="never pip-install optional packages")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: carphone 64x64, 6 frames, sigma 30, no BM4D, no STBN")
+    p.add_argument("--out", type=Path, help="output folder (default benchmarks/results; a temp folder with --quick)")
+    return p
+
+
+def apply_quick(args: argparse.Namespace) -> None:
+    args.clips, args.sigmas, args.crop, args.max_frames = ["carphone"], [30.0], [64, 64], 6
+    args.tune_frames, args.bm4d, args.skip_stbn = 4, False, True
+    args.out = args.out or Path(tempfile.gettempdir()) / "stbn_quality_quick"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        apply_quick(args)
+    out_dir = args.out or REPO_ROOT / "benchmarks" / "results"
+    notes = ["NLM gets the noisy frames clipped to [0, 255] and rounded to uint8 (OpenCV needs uint8): "
+             "a slight handicap against methods that see the unclipped noise.",
+             f"NLM h and TV weight tuned per sigma on the first {args.tune_frames} training frames of "
+             f"'{args.tune_clip}' (same crop, official noise); evaluation uses the held-out frames."]
+    pywt, pywt_note = import_or_install("pywt", "PyWavelets", install=not args.no_install)
+    log(f"PyWavelets: {pywt_note}")
+    if pywt is None:
+        notes.append(f"wavelet row skipped: {pywt_note}")
+    bm4d = None
+    if args.bm4d:
+        bm4d, bm4d_note = (import_or_install("bm4d", "bm4d", install=not args.no_install) if pywt
+                           else (None, "bm4d needs PyWavelets"))
+        log(f"bm4d: {bm4d_note}")
+        notes.append(f"BM4D ({bm4d_note}) on the centre {args.bm4d_crop}x{args.bm4d_crop} crop of the first "
+                     f"{args.bm4d_frames} held-out frames; every method is also scored on that region."
+                     if bm4d else f"BM4D row skipped: {bm4d_note}")
+
+    tune_train, _ = clip_frames(args.tune_clip, tuple(args.crop), None)
+    tuned = tune_classical(tune_train[:args.tune_frames], args.sigmas)
+
+    stbn_clips = [] if args.skip_stbn else (args.stbn_clips or args.clips)
+    config, trained = SmallSTBN(), {}
+    work_dir = Path(tempfile.mkdtemp(prefix="stbn_quality_"))
+    for clip in stbn_clips:
+        log(f"training small STBN on '{clip}' for {args.stbn_minutes:g} min (log_dir {work_dir / clip})")
+        trained[clip] = train_within_budget(clip, args.stbn_minutes, work_dir / clip, config)
+        log(f"  {trained[clip]['epochs']} epochs, {trained[clip]['clips_seen']} clips, "
+            f"{trained[clip]['seconds']:.0f} s")
+    if stbn_clips:
+        notes.append(f"STBN small = {config}; trained with sRGB_train_bsn.py --builtin CLIP (sigma 5-55, "
+                     f"DIS flow: no PWC-Net weights offline) for a {args.stbn_minutes:g}-minute CPU budget; "
+                     f"'+ finetune' adds {args.finetune_steps} steps of engine.finetune on the noisy clip "
+                     "(uint8, as denoise.py --finetune); its seconds include the fine-tuning.")
+
+    rows = []
+    for clip in args.clips:
+        _, clean = clip_frames(clip, tuple(args.crop), args.max_frames)
+        log(f"{clip}: {clean.shape[0]} held-out frames {clean.shape[1]}x{clean.shape[2]}")
+        for sigma in args.sigmas:
+            noisy = noisy_clip(clean, sigma / 255.0)
+            methods = classical_methods(sigma, tuned[sigma], pywt is not None)
+            if clip in trained:
+                ckpt = trained[clip]["checkpoint"]
+                methods[f"STBN small ({args.stbn_minutes:g} min CPU)"] = (
+                    lambda x: stbn_denoise(load_small_stbn(ckpt, config), x, sigma / 255.0),
+                    {"epochs": trained[clip]["epochs"]})
+                methods[f"STBN small + finetune {args.finetune_steps}"] = (
+                    lambda x: stbn_finetune_denoise(load_small_stbn(ckpt, config), x, sigma / 255.0,
+                                                    args.finetune_steps, config),
+                    {"finetune_steps": args.finetune_steps})
+            outputs = {}
+            for method, (denoise, parameters) in methods.items():
+                outputs[method], seconds = timed(lambda: denoise(noisy), args.repeats)
+                rows.append(make_row(clip, "held-out", sigma, method, outputs[method], clean, seconds, parameters))
+            if bm4d is not None:
+                rows += bm4d_region_rows(clip, sigma, clean, noisy, outputs, bm4d, args)
+
+    record = run_record()
+    table = format_table(rows)
+    print(table)
+    name = "quality_quick" if args.quick else "quality"
+    write_json(out_dir / f"{name}.json", {"record": record, "settings": vars(args), "notes": notes,
+                                          "tuning": tuned, "stbn_training": trained, "rows": rows})
+    plot_bars(rows, out_dir / f"{name}.png",
+              f"official noise, PSNR of held-out frames; commit {record['commit'][:12]}, "
+              f"{record['machine']['cpu']}, {record['date']}")
+    print("\n".join(f"note: {n}" for n in notes))
+    print(f"wrote {out_dir / name}.json and .png (commit {record['commit']}, {record['machine']['cpu']}, "
+          f"{record['machine']['logical_cores']} cores, torch {record['machine']['torch']}, "
+          f"{record['machine']['torch_threads']} threads, {record['date']})")
+    return 0
+
+
+def bm4d_region_rows(clip: str, sigma: float, clean: np.ndarray, noisy: np.ndarray, outputs: dict,
+                     bm4d, args: argparse.Namespace) -> list[dict]:
+    """BM4D on its small crop, and every other method's output scored on that same region."""
+    def region(frames: np.ndarray) -> np.ndarray:
+        return centre_crop(frames[:args.bm4d_frames], args.bm4d_crop, args.bm4d_crop)
+
+    rows = [make_row(clip, "BM4D crop", sigma, method, region(output), region(clean),
+                     None, {"scored_on": "crop of its held-out output"})
+            for method, output in outputs.items()]
+    den, seconds = timed(lambda: bm4d_video(region(noisy), sigma / 255.0, bm4d), args.repeats)
+    rows.append(make_row(clip, "BM4D crop", sigma, "BM4D (opponent colour)", den, region(clean), seconds, {}))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
