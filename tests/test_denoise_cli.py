@@ -1,0 +1,106 @@
+"""denoise.py end to end: a real (carphone) clip as mp4, and an odd-size gray 16-bit frame folder."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datasets.builtin import builtin_clip
+from datasets.video_io import read_video, write_video
+from engine.denoise_video import VideoFrames, main, to_stored_format
+from models import build_model
+from tests.engine.synthetic import REPO_ROOT
+from utils.checkpoint import add_module_prefix, extract_state_dict, load_checkpoint, save_checkpoint
+from utils.errors import run_cli
+
+TINY = ["--num_channels", "8", "--num_resblocks", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("denoise")
+    torch.manual_seed(0)
+    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2)
+    ckpt = root / "tiny.pth"
+    save_checkpoint(ckpt, {"args": {"flow_source": "dis"}, "state_dict": add_module_prefix(model.state_dict())})
+    clip = np.ascontiguousarray(builtin_clip("carphone")[:5, 40:72, 60:108])  # 5 frames, 48x32
+    video = root / "clip.mp4"
+    write_video(video, clip, 12.0)
+    gray = root / "gray16"
+    gray.mkdir()
+    for t, frame in enumerate(clip[:3, :31, :47]):  # odd size 47x31
+        cv2.imwrite(str(gray / f"{t:03d}.png"), (frame.mean(axis=2) * 257).astype(np.uint16))
+    return {"root": root, "ckpt": ckpt, "video": video, "gray": gray}
+
+
+def _run(*argv):
+    return subprocess.run([sys.executable, "denoise.py", *map(str, argv)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_video_file_keeps_frames_size_and_fps(files):
+    out = files["root"] / "out.mp4"
+    result = _run(files["video"], "-o", out, "--sigma", "30", "--model_file", files["ckpt"], *TINY)
+    assert result.returncode == 0, result.stderr
+    noisy, _ = read_video(files["video"])
+    frames, fps = read_video(out)
+    assert frames.shape == noisy.shape == (5, 32, 48, 3) and frames.dtype == np.uint8
+    assert fps == pytest.approx(12.0)
+    assert np.abs(frames.astype(int) - noisy.astype(int)).mean() > 1  # it did change the frames
+
+
+def test_gray_16bit_odd_folder_with_finetuning(files):
+    out, saved = files["root"] / "gray_out", files["root"] / "tuned.pth"
+    result = _run(files["gray"], "-o", out, "--sigma", "25", "--model_file", files["ckpt"], *TINY,
+                  "--finetune", "2", "--batch_size", "1", "--patch_size", "24", "--train_length", "3",
+                  "--save_model", saved)
+    assert result.returncode == 0, result.stderr
+    frames, _ = read_video(out)
+    assert frames.shape == (3, 31, 47, 1) and frames.dtype == np.uint16
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert frames.max() > 255  # 16-bit range kept, not 8-bit values in a 16-bit file
+    before = extract_state_dict(load_checkpoint(files["ckpt"]))
+    after = load_checkpoint(saved)
+    assert after["args"]["flow_source"] == "dis" and after["args"]["num_channels"] == 8
+    tuned = extract_state_dict(after)
+    assert set(tuned) == set(before)
+    assert not torch.equal(tuned["d2.convs.0.weight"], before["d2.convs.0.weight"])  # trained
+    pwc = [k for k in before if k.startswith("pwcnet.")]
+    assert pwc and all(torch.equal(tuned[k], before[k]) for k in pwc)  # PWC-Net stays frozen
+
+
+def test_frame_conversions_round_trip():
+    gray16 = np.array([[[[0], [65535]], [[257], [1000]]]], dtype=np.uint16)  # (1,2,2,1)
+    frames = VideoFrames(gray16)
+    rgb = frames[0]
+    assert rgb.shape == (3, 2, 2) and torch.equal(rgb[0], rgb[2])
+    assert rgb[0, 1, 1].item() == pytest.approx(1000 / 65535)
+    assert np.array_equal(to_stored_format(rgb, np.uint16, 1), gray16[0])
+    assert frames.rgb_uint8()[0, :, 1, 0].tolist() == [1, 1, 1]  # 257 / 65535 * 255 = 1
+    rgb8 = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
+    assert np.array_equal(to_stored_format(VideoFrames(rgb8)[0], np.uint8, 3), rgb8[0])
+
+
+@pytest.mark.parametrize("problem", ["undecodable", "missing_checkpoint", "unwritable"])
+def test_bad_input_is_one_line_exit_2(files, problem, capsys):
+    root = files["root"]
+    broken = root / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 10)
+    blocker = root / "blocker"
+    blocker.write_text("x")
+    argv = {"undecodable": [str(broken), "-o", str(root / "x.mp4"), "--model_file", str(files["ckpt"])],
+            "missing_checkpoint": [str(files["video"]), "-o", str(root / "y.mp4"), "--model_file",
+                                   str(root / "nope.pth")],
+            "unwritable": [str(files["video"]), "-o", str(blocker / "out.mp4"), "--model_file",
+                           str(files["ckpt"])]}[problem]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, argv + ["--sigma", "30", *TINY])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("error:")]) == 1
+    expected = {"undecodable": "broken.mp4", "missing_checkpoint": "nope.pth", "unwritable": "blocker"}[problem]
+    assert expected in [line for line in err if line.startswith("error:")][0]
