@@ -17,8 +17,10 @@ from models.pwc import PWCNet
 
 FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FLOW_KINDS = ("pwc", "dis", "zero")
-# Frames per PWC call in `pair_flows` (each call holds two 64-aligned copies per pair).
-DEFAULT_PAIR_CHUNK = 16
+# Frame pairs per flow call in `pair_flows` (both directions, so 2x this many PWC flows). PWC's
+# level-2 feature stack alone takes 565 channels x H/4 x W/4 floats per flow (~80 MB at 960x576),
+# so a small chunk bounds memory while still filling a GPU.
+DEFAULT_PAIR_CHUNK = 4
 
 
 def estimate_flow(pwcnet: PWCNet, im1: torch.Tensor, im2: torch.Tensor) -> torch.Tensor:
