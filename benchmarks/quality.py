@@ -26,7 +26,6 @@ from benchmarks.common import REPO_ROOT, run_record, timed
 from benchmarks.optional_packages import import_or_install
 from benchmarks.quality_report import format_table, plot_bars, write_json
 from benchmarks.scoring import noisy_clip, score, tune_parameter
-from benchmarks.stbn_rows import SmallSTBN, load_small_stbn, stbn_denoise, stbn_finetune_denoise, train_within_budget
 from datasets.builtin import builtin_split
 
 NLM_H_FACTORS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)     # h = factor x sigma (0-255 scale)
@@ -152,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     tuned = tune_classical(tune_train[:args.tune_frames], args.sigmas)
 
     stbn_clips = [] if args.skip_stbn else (args.stbn_clips or args.clips)
-    config, trained = SmallSTBN(), {}
+    if stbn_clips:  # imported here so the classical rows need none of the training stack
+        from benchmarks.stbn_rows import (SmallSTBN, load_small_stbn, stbn_denoise, stbn_finetune_denoise,
+                                          train_within_budget)
+        config = SmallSTBN()
+    trained = {}
     work_dir = Path(tempfile.mkdtemp(prefix="stbn_quality_"))
     for clip in stbn_clips:
         log(f"training small STBN on '{clip}' for {args.stbn_minutes:g} min (log_dir {work_dir / clip})")
