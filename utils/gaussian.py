@@ -16,72 +16,134 @@ s = sigma^2 + 1e-5, inverts a matrix that can be singular in float32. Multiplyin
 the equivalent x = y + s (A^T A + (s + 1e-5) I)^-1 (mu - y), a solve with a well-conditioned SPD
 matrix (its eigenvalues are >= s + 1e-5).
 
-Both go through one closed-form 3x3 Cholesky in float64 whose pivots are ratios of determinants
+Both go through one closed-form 3x3 LDL^T factorisation whose pivots are ratios of determinants
 written as sums of squares (Cauchy-Binet on the sparse A), so nothing cancels and every pivot is
->= the diagonal shift: finite for any finite network output, and no per-pixel LAPACK call.
+>= the diagonal shift. It runs in float32 on cache-sized blocks; pixels whose values could overflow
+float32 (|value| > 1e3) are recomputed in float64, so any finite network output gives finite
+results. No per-pixel LAPACK call, and the algebra never runs in half precision.
 """
 from __future__ import annotations
+
+from typing import Callable, Iterator
 
 import torch
 
 # The official epsilons: added to sigma^2 in the likelihood, and to A^T A in the posterior.
 EPS = 1e-5
-# Pixels per float64 block in `posterior_mean` (about 30 temporaries of 8 bytes each).
-_POSTERIOR_BLOCK = 1 << 21
+# Above this magnitude a pixel's products (up to degree 6) could overflow float32: use float64.
+_FLOAT32_SAFE = 1e3
+# Pixels per block. On the CPU each per-channel op of a block stays below PyTorch's parallel
+# grain (32768 elements): the ~100 small ops then run without thread barriers (which cost
+# milliseconds each on a busy machine) and their temporaries stay in cache. Large on GPUs.
+_BLOCK_PIXELS = {"cpu": (1 << 15) - 1}
+_DEFAULT_BLOCK_PIXELS = 1 << 24
+
+Channels = list[torch.Tensor]
 
 
-def _per_sample_variance(sigma: float | torch.Tensor, batch: int) -> torch.Tensor:
-    """sigma (float, 0-d, (N,) or any shape with N or 1 elements) -> sigma^2 as (N,1,1,1) float64."""
-    sig = torch.as_tensor(sigma, dtype=torch.float64).detach().reshape(-1)
-    if sig.numel() not in (1, batch):
-        raise ValueError(f"sigma has {sig.numel()} values for a batch of {batch}")
-    return (sig * sig).reshape(-1, 1, 1, 1).expand(batch, 1, 1, 1)
+class _LDL3:
+    """Sigma = L D L^T (unit lower L, pivots D) for Sigma = A^T A + shift*I, official sparse A.
 
-
-class _Cholesky3:
-    """Lower Cholesky factor of A^T A + shift*I for the official sparse A, as float64 arrays.
-
-    Built from the six factor entries (each (N,T,H,W), float64) and a broadcastable shift > 0.
+    LDL^T rather than Cholesky: no square roots (slow, and multi-threaded even on small inputs).
+    The pivots are ratios of leading minors, each a sum of non-negative terms.
     """
 
-    def __init__(self, v: list[torch.Tensor], shift: torch.Tensor) -> None:
+    def __init__(self, v: Channels, shift: float) -> None:
         a, b, c, d, e, f = v
-        aa, bb, cc, dd, ee, ff = a * a, b * b, c * c, d * d, e * e, f * f
-        s00 = aa + dd + ff
-        s01 = a * b + d * e
+        bb, cc, ee, ff = b * b, c * c, e * e, f * f
+        s00 = a * a + d * d + ff
         ae_bd = a * e - b * d
+        bb_ee = bb + ee
         # Leading 2x2 minor of A^T A (Cauchy-Binet): a sum of squares.
-        minor01 = ae_bd * ae_bd + ff * (bb + ee)
-        # Sum of the principal 2x2 minors and the determinant of A^T A (det A = -c e f).
-        minors_all = minor01 + cc * (dd + ee + ff)
-        det_ata = cc * ee * ff
-        trace = s00 + bb + ee + cc
-        p0 = s00 + shift
-        det2 = minor01 + shift * (s00 + bb + ee) + shift * shift
-        det3 = det_ata + shift * minors_all + shift * shift * trace + shift * shift * shift
-        self.l00 = p0.sqrt()
-        self.l11 = (det2 / p0).sqrt()
-        self.l22 = (det3 / det2).sqrt()
-        self.l10 = s01 / self.l00
-        self.l20 = a * c / self.l00
-        # (S12 - S02 S01 / p0) / l11, simplified with the zeros of A.
-        self.l21 = c * (d * (b * d - a * e) + b * (ff + shift)) / (p0 * self.l11)
-        self.log_det = det3.log()
+        minor01 = ae_bd * ae_bd + ff * bb_ee
+        # Sum of all principal 2x2 minors and the determinant of A^T A (det A = -c e f).
+        minors_all = minor01 + cc * (d * d + ee + ff)
+        cef = c * e * f
+        s2 = shift * shift
+        self.p0 = s00 + shift
+        det2 = minor01 + shift * (s00 + bb_ee) + s2
+        self.det3 = cef * cef + shift * minors_all + s2 * (s00 + bb_ee + cc) + s2 * shift
+        self.p1 = det2 / self.p0
+        self.p2 = self.det3 / det2
+        self.l10 = (a * b + d * e) / self.p0
+        self.l20 = a * c / self.p0
+        # (S12 - S02 S01 / p0) / p1, simplified with the zeros of A.
+        self.l21 = c * (b * (ff + shift) - d * ae_bd) / det2
 
-    def forward_solve(self, r: list[torch.Tensor]) -> list[torch.Tensor]:
-        """z = L^-1 r."""
-        z0 = r[0] / self.l00
-        z1 = (r[1] - self.l10 * z0) / self.l11
-        z2 = (r[2] - self.l20 * z0 - self.l21 * z1) / self.l22
-        return [z0, z1, z2]
+    def forward_solve(self, r: Channels) -> Channels:
+        """w = L^-1 r."""
+        w1 = r[1] - self.l10 * r[0]
+        return [r[0], w1, r[2] - self.l20 * r[0] - self.l21 * w1]
 
-    def solve(self, r: list[torch.Tensor]) -> list[torch.Tensor]:
-        """x = (L L^T)^-1 r."""
-        z0, z1, z2 = self.forward_solve(r)
-        x2 = z2 / self.l22
-        x1 = (z1 - self.l21 * x2) / self.l11
-        x0 = (z0 - self.l10 * x1 - self.l20 * x2) / self.l00
+    def mahalanobis(self, r: Channels) -> torch.Tensor:
+        """r^T Sigma^-1 r."""
+        w = self.forward_solve(r)
+        return w[0] * w[0] / self.p0 + w[1] * w[1] / self.p1 + w[2] * w[2] / self.p2
+
+    def solve(self, r: Channels) -> Channels:
+        """Sigma^-1 r."""
+        w = self.forward_solve(r)
+        x2 = w[2] / self.p2
+        x1 = w[1] / self.p1 - self.l21 * x2
+        x0 = w[0] / self.p0 - self.l10 * x1 - self.l20 * x2
         return [x0, x1, x2]
+
+
+def _nll_terms(out: torch.Tensor, noisy: torch.Tensor, variance: float) -> Channels:
+    """Per pixel [r^T Sigma^-1 r, det Sigma]; channels on dim 1 of `out` (9) and `noisy` (3)."""
+    ldl = _LDL3([out[:, k] for k in range(3, 9)], variance + EPS)
+    return [ldl.mahalanobis([noisy[:, k] - out[:, k] for k in range(3)]), ldl.det3]
+
+
+def _posterior(out: torch.Tensor, noisy: torch.Tensor, variance: float) -> Channels:
+    """Per-pixel posterior mean [x0, x1, x2]: y + s (A^T A + (s + 1e-5) I)^-1 (mu - y)."""
+    s = variance + EPS
+    ldl = _LDL3([out[:, k] for k in range(3, 9)], s + EPS)
+    y = [noisy[:, k] for k in range(3)]
+    step = ldl.solve([out[:, k] - y[k] for k in range(3)])
+    return [y[k] + s * step[k] for k in range(3)]
+
+
+def _in_float32(fn: Callable[[torch.Tensor, torch.Tensor, float], Channels], out: torch.Tensor,
+                noisy: torch.Tensor, variance: float, check: bool) -> Channels:
+    """`fn` in float32 (float64 for float64 input); with `check`, pixels too large for float32
+    are redone in float64 and scattered back. Channels on dim 1."""
+    if out.dtype == torch.float64:
+        return fn(out, noisy.double(), variance)
+    out, noisy = out.float(), noisy.float()
+    large = torch.maximum(out.abs().amax(1), noisy.abs().amax(1)) > _FLOAT32_SAFE if check else None
+    if large is None or not bool(large.any()):
+        return fn(out, noisy, variance)
+    keep = ~large.unsqueeze(1)
+    result = fn(out * keep, noisy * keep, variance)  # large pixels zeroed: finite, replaced below
+    picked = fn(out.movedim(1, -1)[large].double(), noisy.movedim(1, -1)[large].double(), variance)
+    # float64 results (a determinant can exceed the float32 range) scattered into float64 copies.
+    return [r.double().masked_scatter(large, p) for r, p in zip(result, picked)]
+
+
+def _needs_check(out: torch.Tensor, noisy: torch.Tensor) -> bool:
+    """Whether any value is large enough for float32 to overflow (one pass, no temporaries)."""
+    return any(max(-lo.item(), hi.item()) > _FLOAT32_SAFE
+               for lo, hi in (torch.aminmax(out), torch.aminmax(noisy)))
+
+
+def _variances(sigma: float | torch.Tensor, batch: int) -> list[float]:
+    """sigma (float, 0-d, (N,) or any shape with N or 1 values) -> sigma^2 per sample."""
+    values = torch.as_tensor(sigma).detach().reshape(-1).double().cpu().tolist()
+    if len(values) not in (1, batch):
+        raise ValueError(f"sigma has {len(values)} values for a batch of {batch}")
+    return [v * v for v in (values * batch if len(values) == 1 else values)]
+
+
+def _blocks(shape: torch.Size, block_pixels: int) -> Iterator[tuple[int, slice, slice]]:
+    """(sample, frames, rows) blocks of about `block_pixels` pixels covering (N,T,C,H,W)."""
+    n, t, _, h, w = shape
+    frames = max(1, block_pixels // (h * w))
+    rows = h if frames > 1 else max(1, min(h, block_pixels // w))
+    for i in range(n):
+        for f0 in range(0, t, frames):
+            for r0 in range(0, h, rows):
+                yield i, slice(f0, min(t, f0 + frames)), slice(r0, min(h, r0 + rows))
 
 
 def _check_shapes(out: torch.Tensor, noisy: torch.Tensor) -> None:
@@ -92,48 +154,46 @@ def _check_shapes(out: torch.Tensor, noisy: torch.Tensor) -> None:
         raise ValueError(f"noisy input {tuple(noisy.shape)} does not match output {tuple(out.shape)}")
 
 
-def _channels(x: torch.Tensor, start: int, stop: int) -> list[torch.Tensor]:
-    return [x[:, :, k].double() for k in range(start, stop)]
+def _block_pixels(device: torch.device) -> int:
+    return _BLOCK_PIXELS.get(device.type, _DEFAULT_BLOCK_PIXELS)
 
 
 def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """Gaussian negative log-likelihood of `noisy` (N,T,3,H,W) under `out` (N,T,9,H,W).
 
     sigma is the noise std on the [0,1] scale: a float or one value per sample. Returns a scalar
-    in the dtype of `out` (float32 under autocast too); differentiable with respect to `out`.
+    (float32, or float64 for float64 input), differentiable with respect to `out`.
     """
     _check_shapes(out, noisy)
-    shift = _per_sample_variance(sigma, out.shape[0]).to(out.device) + EPS
-    chol = _Cholesky3(_channels(out, 3, 9), shift)
-    mu, y = _channels(out, 0, 3), _channels(noisy, 0, 3)
-    z = chol.forward_solve([yk - mk for yk, mk in zip(y, mu)])
-    nll = 0.5 * (z[0] * z[0] + z[1] * z[1] + z[2] * z[2]) + 0.5 * chol.log_det
-    dtype = out.dtype if out.dtype in (torch.float32, torch.float64) else torch.float32
-    return nll.mean().to(dtype)
-
-
-def _posterior_block(out: torch.Tensor, noisy: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """posterior_mean on one (N,T',...) block, variance (N,1,1,1) float64."""
-    s = variance + EPS
-    chol = _Cholesky3(_channels(out, 3, 9), s + EPS)
-    mu, y = _channels(out, 0, 3), _channels(noisy, 0, 3)
-    step = chol.solve([mk - yk for mk, yk in zip(mu, y)])
-    return torch.stack([yk + s * dk for yk, dk in zip(y, step)], dim=2)
+    variances = _variances(sigma, out.shape[0])
+    check = _needs_check(out, noisy)
+    mahalanobis, determinants = 0.0, []
+    with torch.autocast(out.device.type, enabled=False):
+        for i, f, r in _blocks(out.shape, _block_pixels(out.device)):
+            maha, det = _in_float32(_nll_terms, out[i, f, :, r], noisy[i, f, :, r], variances[i], check)
+            mahalanobis = mahalanobis + maha.sum()
+            determinants.append(det.reshape(-1))
+        # One logarithm over the whole clip (a per-block log is slow and multi-threaded).
+        log_det = torch.cat(determinants).log().sum()
+    count = out.numel() // out.shape[2]
+    loss = (0.5 * mahalanobis + 0.5 * log_det) / count
+    return loss.to(torch.float64 if out.dtype == torch.float64 else torch.float32)
 
 
 def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """Official posterior-mean post-processing: (N,T,9,H,W) + noisy (N,T,3,H,W) -> (N,T,3,H,W).
 
-    Combines the blind-spot prior N(mu, A^T A) with the noisy pixel; not clamped. Computed in
-    float64 blocks of frames to bound memory; returned in float32 (or float64 for float64 input).
+    Combines the blind-spot prior N(mu, A^T A) with the noisy pixel; not clamped. Returned in
+    float32 (float64 for float64 input).
     """
     _check_shapes(out, noisy)
-    variance = _per_sample_variance(sigma, out.shape[0]).to(out.device)
-    n, t, _, h, w = out.shape
-    frames = max(1, _POSTERIOR_BLOCK // max(1, n * h * w))
+    variances = _variances(sigma, out.shape[0])
     dtype = torch.float64 if out.dtype == torch.float64 else torch.float32
-    result = torch.empty(n, t, 3, h, w, dtype=dtype, device=out.device)
-    for start in range(0, t, frames):
-        stop = min(t, start + frames)
-        result[:, start:stop] = _posterior_block(out[:, start:stop], noisy[:, start:stop], variance)
+    result = torch.empty(noisy.shape, dtype=dtype, device=out.device)
+    check = _needs_check(out, noisy)
+    with torch.autocast(out.device.type, enabled=False):
+        for i, f, r in _blocks(out.shape, _block_pixels(out.device)):
+            channels = _in_float32(_posterior, out[i, f, :, r], noisy[i, f, :, r], variances[i], check)
+            for k, value in enumerate(channels):
+                result[i, f, k, r] = value
     return result

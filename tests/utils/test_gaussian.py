@@ -1,4 +1,5 @@
-"""Gaussian log-likelihood loss and posterior mean vs the official per-pixel matrix algebra."""
+"""Gaussian log-likelihood loss and posterior mean vs the official per-pixel matrix algebra
+(per-pixel torch.inverse / torch.det, here in float64; see benchmarks/gaussian_algebra.py)."""
 from __future__ import annotations
 
 import math
@@ -6,45 +7,21 @@ import math
 import pytest
 import torch
 
+from benchmarks.gaussian_algebra import reference_loss as official_loss
+from benchmarks.gaussian_algebra import reference_posterior as official_posterior
+from benchmarks.gaussian_algebra import well_conditioned_output
 from tests.golden import load_golden
 from utils.gaussian import loglike_loss, posterior_mean
 
 SIGMA = 30 / 255
 
 
-def _factor(out: torch.Tensor) -> torch.Tensor:
-    """(N,T,9,H,W) -> A (N,T,H,W,3,3) in the official upper-left layout."""
-    v = out[:, :, 3:9].movedim(2, -1)
-    zero = torch.zeros_like(v[..., 0])
-    rows = [torch.stack([v[..., 0], v[..., 1], v[..., 2]], -1),
-            torch.stack([v[..., 3], v[..., 4], zero], -1),
-            torch.stack([v[..., 5], zero, zero], -1)]
-    return torch.stack(rows, -2)
-
-
 def reference_loss(out, noisy, sigma):
-    """The official loss with per-pixel torch.inverse / torch.det (float64 here)."""
-    out, noisy = out.double(), noisy.double()
-    a = _factor(out)
-    var = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1, 1, 1, 1) ** 2
-    eye = torch.eye(3, dtype=torch.float64)
-    cov = a.transpose(-1, -2) @ a + (var + 1e-5) * eye
-    r = (noisy - out[:, :, :3]).movedim(2, -1).unsqueeze(-1)
-    maha = (r.transpose(-1, -2) @ torch.inverse(cov) @ r)[..., 0, 0]
-    return (0.5 * maha + 0.5 * torch.log(torch.det(cov))).mean()
+    return official_loss(out, noisy, sigma, dtype=torch.float64)
 
 
 def reference_posterior(out, noisy, sigma):
-    """The official post-processing with per-pixel inverses (float64 here)."""
-    out, noisy = out.double(), noisy.double()
-    a = _factor(out)
-    eye = torch.eye(3, dtype=torch.float64)
-    prec = torch.inverse(a.transpose(-1, -2) @ a + 1e-5 * eye)
-    w = 1.0 / (torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1, 1, 1, 1) ** 2 + 1e-5)
-    mu = out[:, :, :3].movedim(2, -1).unsqueeze(-1)
-    y = noisy.movedim(2, -1).unsqueeze(-1)
-    x = torch.inverse(prec + w * eye) @ (prec @ mu + w * y)
-    return x[..., 0].movedim(-1, 2)
+    return official_posterior(out, noisy, sigma, dtype=torch.float64)
 
 
 def _random_case(n=2, t=2, h=5, w=7, scale=0.3, seed=0):
@@ -134,3 +111,27 @@ def test_loss_gradient_matches_reference():
     ref = out.double().clone().requires_grad_(True)
     reference_loss(ref, noisy, SIGMA).backward()
     assert torch.allclose(ours.grad.double(), ref.grad, atol=1e-6)
+
+
+def test_large_values_take_the_float64_path_and_stay_exact():
+    """Pixels above the float32-safe range (1e3) are redone in float64, mixed with normal ones."""
+    out = well_conditioned_output(1, 2, 6, 5).double()
+    noisy = out[:, :, :3] + 0.1
+    out[0, 1, 3:, 2, 3] *= 1e5  # a huge, still well-conditioned factor at one pixel
+    out[0, 0, :3, 4, 4] = 2e3  # a huge mean at another
+    exact_post = reference_posterior(out, noisy, SIGMA)
+    exact_loss = reference_loss(out, noisy, SIGMA).item()
+    post = posterior_mean(out.float(), noisy.float(), SIGMA)
+    # float32 output: relative precision (the mean-2e3 pixel lands near 1e3)
+    assert ((post.double() - exact_post).abs() / exact_post.abs().clamp(min=1)).max().item() < 1e-6
+    loss = loglike_loss(out.float(), noisy.float(), SIGMA).item()
+    assert abs(loss - exact_loss) < 1e-5 * max(1.0, abs(exact_loss))
+
+
+def test_bfloat16_output_is_handled_in_float32():
+    out, noisy = _random_case()
+    low = out.bfloat16()
+    expected = posterior_mean(low.float(), noisy, SIGMA)
+    got = posterior_mean(low, noisy, SIGMA)
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+    assert loglike_loss(low, noisy, SIGMA).dtype == torch.float32
