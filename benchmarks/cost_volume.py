@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import summary, time_calls
 from models.cost_volume import cost_volume_torch
 from models.pwc import PYRAMID_CHANNELS
 
@@ -31,22 +31,6 @@ def shifted_products(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
                         for dy in range(9) for dx in range(9)], dim=1)
 
 
-def _time(fn: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()  # warm-up (kernel compilation, allocator)
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _call(impl: Callable, first: torch.Tensor, second: torch.Tensor, backward: bool) -> Callable[[], object]:
     if not backward:
         def forward_only():
@@ -58,11 +42,6 @@ def _call(impl: Callable, first: torch.Tensor, second: torch.Tensor, backward: b
     def forward_backward():
         impl(a, b).sum().backward()
     return forward_backward
-
-
-def _row(label: str, times: list[float]) -> str:
-    return (f"{label:<28} min {min(times) * 1e3:8.2f} ms  median {statistics.median(times) * 1e3:8.2f} ms"
-            f"  max {max(times) * 1e3:8.2f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             first = torch.randn(shape, generator=gen).to(device)
             second = torch.randn(shape, generator=gen).to(device)
             label = f"{device.type} L{level} {channels}x{shape[2]}x{shape[3]}"
-            torch_times = _time(_call(cost_volume_torch, first, second, args.backward), args.repeats, device)
-            base_times = _time(_call(shifted_products, first, second, args.backward), args.repeats, device)
-            print(_row(label + " torch", torch_times))
-            print(_row(label + " shifted", base_times)
+            torch_times = time_calls(_call(cost_volume_torch, first, second, args.backward), args.repeats, device)
+            base_times = time_calls(_call(shifted_products, first, second, args.backward), args.repeats, device)
+            print(summary(label + " torch", torch_times, unit="ms"))
+            print(summary(label + " shifted", base_times, unit="ms")
                   + f"  shifted/torch {statistics.median(base_times) / statistics.median(torch_times):.2f}x")
             if device.type == "cuda" and have_cupy:
-                cupy_times = _time(_call(_CupyCostVolume.apply, first, second, args.backward),
+                cupy_times = time_calls(_call(_CupyCostVolume.apply, first, second, args.backward),
                                    args.repeats, device)
-                print(_row(label + " cupy", cupy_times)
+                print(summary(label + " cupy", cupy_times, unit="ms")
                       + f"  torch/cupy {statistics.median(torch_times) / statistics.median(cupy_times):.2f}x")
     return 0
 
