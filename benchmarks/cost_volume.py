@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from benchmarks.timing import summary, time_calls
 from models.cost_volume import cost_volume_torch
 from models.pwc import PYRAMID_CHANNELS
+from utils.errors import UserError, run_cli
 
 FRAME_H, FRAME_W = 576, 960
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="frame pairs per call")
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.batch < 1:
+        raise UserError("--repeats and --batch must be at least 1")
 
     devices = [torch.device("cpu")] + ([torch.device("cuda", torch.cuda.current_device())]
                                     if torch.cuda.is_available() else [])
@@ -75,13 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                   + f"  shifted/torch {statistics.median(base_times) / statistics.median(torch_times):.2f}x")
             if device.type == "cuda" and have_cupy:
                 cupy_times = time_calls(_call(_CupyCostVolume.apply, first, second, args.backward),
-                                   args.repeats, device)
+                                        args.repeats, device)
                 print(summary(label + " cupy", cupy_times, unit="ms")
                       + f"  torch/cupy {statistics.median(torch_times) / statistics.median(cupy_times):.2f}x")
     return 0
 
 
 if __name__ == "__main__":
-    from utils.errors import run_cli
-
     run_cli(main)
