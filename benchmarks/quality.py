@@ -159,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="stbn_quality_"))
     for clip in stbn_clips:
         log(f"training small STBN on '{clip}' for {args.stbn_minutes:g} min (log_dir {work_dir / clip})")
-        trained[clip] = train_within_budget(clip, args.stbn_minutes, work_dir / clip, config)
+        try:
+            trained[clip] = train_within_budget(clip, args.stbn_minutes, work_dir / clip, config)
+        except RuntimeError as error:  # the other rows are still worth having
+            log(f"STBN rows of '{clip}' skipped: {error}")
+            notes.append(f"STBN rows of '{clip}' skipped: {error}")
+            continue
         log(f"  {trained[clip]['epochs']} epochs, {trained[clip]['clips_seen']} clips, "
             f"{trained[clip]['seconds']:.0f} s")
     if stbn_clips:

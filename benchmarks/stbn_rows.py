@@ -46,21 +46,26 @@ class SmallSTBN:
 
 def train_within_budget(clip: str, minutes: float, log_dir: Path, config: SmallSTBN) -> dict:
     """Train on `clip`'s training frames until the budget is spent; returns the checkpoint path,
-    epochs and seconds. At least one epoch runs, whatever the budget."""
+    epochs and seconds. At least one epoch runs, whatever the budget. A failing training run
+    raises `RuntimeError` with its last stderr line."""
     budget = minutes * 60.0
     start = time.perf_counter()
     epoch, last_epoch_seconds = 0, 0.0
     while epoch == 0 or time.perf_counter() - start + last_epoch_seconds <= budget:
         epoch += 1
         epoch_start = time.perf_counter()
-        subprocess.run([sys.executable, "sRGB_train_bsn.py", "--builtin", clip, "--epochs", str(epoch),
-                        "--milestones", str(NO_DECAY_MILESTONE), "--num_channels", str(config.num_channels),
-                        "--num_resblocks", str(config.num_resblocks), "--patch_size", str(config.patch_size),
-                        "--train_length", str(config.train_length), "--batch_size", str(config.batch_size),
-                        "--patches_per_epoch", str(config.clips_per_epoch), "--val_max_frames", "2",
-                        "--print_every", str(NO_DECAY_MILESTONE), "--num_workers", "0", "--device", "cpu",
-                        "--log_dir", str(log_dir)],
-                       cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+        command = [sys.executable, "sRGB_train_bsn.py", "--builtin", clip, "--epochs", str(epoch),
+                   "--milestones", str(NO_DECAY_MILESTONE), "--num_channels", str(config.num_channels),
+                   "--num_resblocks", str(config.num_resblocks), "--patch_size", str(config.patch_size),
+                   "--train_length", str(config.train_length), "--batch_size", str(config.batch_size),
+                   "--patches_per_epoch", str(config.clips_per_epoch), "--val_max_frames", "2",
+                   "--print_every", str(NO_DECAY_MILESTONE), "--num_workers", "0", "--device", "cpu",
+                   "--log_dir", str(log_dir)]
+        result = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"sRGB_train_bsn.py failed at epoch {epoch} (exit {result.returncode}): {last}")
         last_epoch_seconds = time.perf_counter() - epoch_start
     return {"checkpoint": latest_checkpoint(log_dir), "epochs": epoch,
             "clips_seen": epoch * config.clips_per_epoch, "seconds": time.perf_counter() - start}
