@@ -119,3 +119,21 @@ def test_mismatched_checkpoint_exits_2_naming_num_channels(setup):
     assert "Traceback" not in result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "--num_channels 8" in error[0]
+
+
+def test_png_write_failure_keeps_earlier_file(tmp_path, monkeypatch):
+    import errno
+
+    import engine.evaluate as evaluation
+
+    target = tmp_path / "00000.png"
+    first = np.full((4, 5, 3), 7, dtype=np.uint8)
+    evaluation.write_png_atomic(target, first)
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evaluation.os, "replace", disk_full)
+    with pytest.raises(UserError, match="No space left on device"):
+        evaluation.write_png_atomic(target, np.zeros((4, 5, 3), dtype=np.uint8))
+    assert np.array_equal(cv2.imread(str(target)), first) and [p.name for p in tmp_path.iterdir()] == ["00000.png"]

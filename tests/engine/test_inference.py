@@ -186,3 +186,17 @@ def test_state_count_and_auto_choice(tiny_model):
 def test_bad_memory_mode_is_a_user_error(tiny_model):
     with pytest.raises(UserError, match="--memory"):
         denoise_sequence(tiny_model, torch.zeros(2, 3, 8, 8), SIGMA, memory="half")
+
+
+def test_cuda_out_of_memory_falls_back_to_bounded(tiny_model, monkeypatch, capsys):
+    import engine.inference as inference
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    noisy = _moving_clip(3)
+    expected = denoise_sequence(tiny_model, noisy, SIGMA, memory="full")
+    monkeypatch.setattr(inference, "_one_pass", out_of_memory)
+    fallback = denoise_sequence(tiny_model, noisy, SIGMA, memory="full")
+    assert (fallback - expected).abs().max().item() < 1e-5
+    assert "switching to --memory bounded" in capsys.readouterr().err
