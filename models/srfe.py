@@ -22,13 +22,21 @@ from models.blind_spot import DilatedConvPair
 BLOCK = 4
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def shuffle_down(x: torch.Tensor) -> torch.Tensor:
     """Official `Downsample(2)`: (B,C,H,W) -> (B,4C,H/2,W/2), H and W multiples of 4.
 
     out[b, 4c + 2n + m, 2a + h, 2e + w] = in[b, c, 4a + 2n + h, 4e + 2m + w] for n, m, h, w in {0,1}.
+    One copy; a channels-last input gives a channels-last output.
     """
     b, c, height, width = x.shape
     blocks = x.reshape(b, c, height // 4, 2, 2, width // 4, 2, 2)  # b c a n h e m w
+    if _is_channels_last(x):
+        rows = blocks.permute(0, 2, 4, 5, 7, 1, 3, 6).reshape(b, height // 2, width // 2, 4 * c)
+        return rows.permute(0, 3, 1, 2)
     return blocks.permute(0, 1, 3, 6, 2, 4, 5, 7).reshape(b, 4 * c, height // 2, width // 2)
 
 
@@ -37,6 +45,9 @@ def shuffle_up(x: torch.Tensor) -> torch.Tensor:
     b, c4, height, width = x.shape
     c = c4 // 4
     blocks = x.reshape(b, c, 2, 2, height // 2, 2, width // 2, 2)  # b c n m a h e w
+    if _is_channels_last(x):
+        rows = blocks.permute(0, 4, 2, 5, 6, 3, 7, 1).reshape(b, 2 * height, 2 * width, c)
+        return rows.permute(0, 3, 1, 2)
     return blocks.permute(0, 1, 4, 2, 5, 6, 3, 7).reshape(b, c, 2 * height, 2 * width)
 
 

@@ -3,26 +3,31 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from models.srfe import SRFE, shuffle_down, shuffle_up
 from tests.models.helpers import positive_weights_
 
 
-def test_shuffle_down_follows_the_official_index_map():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_shuffle_down_follows_the_official_index_map(memory_format):
     b, c, h, w = 2, 3, 8, 12
     x = torch.arange(b * c * h * w, dtype=torch.float64).reshape(b, c, h, w)
-    out = shuffle_down(x)
+    out = shuffle_down(x.contiguous(memory_format=memory_format))
+    assert out.is_contiguous(memory_format=memory_format)
     assert out.shape == (b, 4 * c, h // 2, w // 2)
     for bb, cc, a, e, n, m, hh, ww in itertools.product(range(b), range(c), range(h // 4), range(w // 4),
                                                           range(2), range(2), range(2), range(2)):
         assert out[bb, cc * 4 + n * 2 + m, 2 * a + hh, 2 * e + ww] == x[bb, cc, 4 * a + 2 * n + hh, 4 * e + 2 * m + ww]
 
 
-def test_shuffle_up_inverts_shuffle_down():
-    x = torch.randn(1, 5, 12, 8)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_shuffle_up_inverts_shuffle_down(memory_format):
+    x = torch.randn(1, 5, 12, 8).contiguous(memory_format=memory_format)
     assert torch.equal(shuffle_up(shuffle_down(x)), x)
-    y = torch.randn(1, 8, 6, 4)
+    y = torch.randn(1, 8, 6, 4).contiguous(memory_format=memory_format)
+    assert shuffle_up(y).is_contiguous(memory_format=memory_format)
     assert torch.equal(shuffle_down(shuffle_up(y)), y)
 
 
