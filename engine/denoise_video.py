@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
-from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device, save_denoiser
+from engine.denoiser import (ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device,
+                             save_denoiser)
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.errors import UserArgumentParser, UserError
@@ -77,6 +78,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
                    help="auto: PWC-Net when the checkpoint or --pwc_weights has its weights, else DIS")
     p.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
+    p.add_argument("--align", choices=ALIGN_CHOICES,
+                   help="hidden-state warp (default: as the checkpoint was trained; nearest for the "
+                        "authors' file); BSA/SRFE switches are always read from the checkpoint")
     p.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                    help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     tune = p.add_argument_group("per-video fine-tuning (self-supervised, on the input itself)")
@@ -110,7 +114,7 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     sigma = _validate(args) / 255.0
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
-                             args.pwc_weights, args.flow)
+                             args.pwc_weights, args.flow, args.align)
     stored, fps = read_video(args.input)
     frames = VideoFrames(stored)
     losses: list[float] = []

@@ -20,6 +20,19 @@ from utils.errors import UserError, warn
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 FLOW_CHOICES = ("auto", "pwc", "dis", "zero")
+ALIGN_CHOICES = ("nearest", "bilinear", "softsplat")
+
+
+def variant_options(saved_args: Mapping[str, Any] | None, align: str | None = None) -> dict[str, Any]:
+    """STBN options of the ablation variant a training recorded in its arguments (`align`,
+    `no_bsa`, `no_srfe`); the authors' files record none: the released variant. `align`, when
+    given, overrides the recorded warp (a test-time ablation; BSA/SRFE change the weights)."""
+    saved = saved_args if isinstance(saved_args, Mapping) else {}
+    chosen = align or saved.get("align") or "nearest"
+    if chosen not in ALIGN_CHOICES:
+        raise UserError(f"--align: unknown alignment {chosen!r}; expected one of {', '.join(ALIGN_CHOICES)}")
+    return {"align": chosen, "use_bsa": not saved.get("no_bsa", False),
+            "use_srfe": not saved.get("no_srfe", False)}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,9 +54,13 @@ def recorded_flow_source(checkpoint: Mapping[str, Any]) -> str | None:
 
 def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_given: bool) -> str:
     """The flow to use. 'auto': PWC-Net when its weights are real (authors' checkpoint, a
-    checkpoint trained with PWC flow, or --pwc_weights), else what training used (DIS / zero)."""
+    checkpoint trained with PWC flow, or --pwc_weights), else what training used (DIS / zero).
+    A distillation run's PWC-Net (the student) is trained even when DIS aligned during training,
+    so --flow pwc accepts it; 'auto' keeps the flow the denoiser was trained with."""
     recorded = recorded_flow_source(checkpoint)
-    pwc_known = pwc_weights_given or recorded in (None, "pwc")
+    args = checkpoint.get("args")
+    distilled = isinstance(args, Mapping) and bool(args.get("distill"))
+    pwc_known = pwc_weights_given or distilled or recorded in (None, "pwc")
     if flow == "auto":
         return "pwc" if pwc_known else recorded
     if flow == "pwc" and not pwc_known:
@@ -54,16 +71,19 @@ def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_giv
 
 def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: str = "bdc_2_unify",
                   num_resblocks: int = 5, num_channels: int = 64, pwc_weights: str | None = None,
-                  flow: str = "auto") -> tuple[nn.Module, dict]:
+                  flow: str = "auto", align: str | None = None) -> tuple[nn.Module, dict]:
     """(model on `device` in eval mode with the checkpoint's weights, the checkpoint dict).
 
-    A checkpoint of another configuration raises a one-line `UserError` naming the mismatch and
-    the --num_resblocks / --num_channels that fit.
+    The ablation variant (warp, BSA, SRFE) is the one the checkpoint's arguments record, so a
+    variant is evaluated as it was trained; `align` overrides the warp. A checkpoint of another
+    configuration raises a one-line `UserError` naming the mismatch and the --num_resblocks /
+    --num_channels that fit.
     """
     if flow not in FLOW_CHOICES:
         raise UserError(f"--flow: unknown flow {flow!r}; expected one of {', '.join(FLOW_CHOICES)}")
     checkpoint = load_checkpoint(model_file)
-    network = build_model(model, img_channels=3, num_resblocks=num_resblocks, num_channels=num_channels)
+    network = build_model(model, img_channels=3, num_resblocks=num_resblocks, num_channels=num_channels,
+                          **variant_options(checkpoint.get("args"), align))
     load_model_weights(network, checkpoint, source=f"checkpoint '{model_file}'")
     if pwc_weights:
         load_pwc_weights(network.pwcnet, pwc_weights)
@@ -78,6 +98,7 @@ def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: st
 
 def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any]) -> None:
     """Write `model` as a checkpoint that `load_denoiser`, the training resume and the authors'
-    test script read: `module.` keys, plus `args` with the flow source used."""
-    save_checkpoint(path, {"args": {**args, "flow_source": model.flow_source},
+    test script read: `module.` keys, plus `args` with the flow source and ablation variant."""
+    variant = {"align": model.align_mode, "no_bsa": not model.use_bsa, "no_srfe": not model.use_srfe}
+    save_checkpoint(path, {"args": {**args, **variant, "flow_source": model.flow_source},
                            "state_dict": add_module_prefix(model.state_dict())})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -94,3 +95,13 @@ def broadcast_object(ctx: DistContext, obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def average_gradients(ctx: DistContext, params: Iterable[torch.nn.Parameter]) -> None:
+    """Average the gradients of `params` over the ranks (parameters that DDP does not manage)."""
+    if not ctx.distributed:
+        return
+    for param in params:
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad.div_(ctx.world_size)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
-from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.errors import UserArgumentParser, UserError, warn
 from utils.metrics import frame_psnr, frame_ssim
@@ -66,6 +66,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
     extra.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
                        help="auto: PWC-Net when the checkpoint or --pwc_weights has its weights, else DIS")
+    extra.add_argument("--align", choices=ALIGN_CHOICES,
+                       help="hidden-state warp (default: as the checkpoint was trained; nearest for the "
+                            "authors' file); BSA/SRFE switches are always read from the checkpoint")
     extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                        help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     return p
@@ -228,7 +231,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     sigmas = _validate(args)
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
-                             args.pwc_weights, args.flow)
+                             args.pwc_weights, args.flow, args.align)
     sequences = test_sequences(args)
     results: dict[str, Any] = {}
     for key, sigma in sigmas:

@@ -6,6 +6,10 @@ target of the Gaussian log-likelihood loss on all frames; gradients are clipped 
 (lr 3e-4) optimises the denoiser's five parameter groups with PWC-Net frozen; MultiStepLR steps
 once per epoch; after each epoch the posterior mean is validated and `ckpt_e{N}.pth` is written.
 
+Flow distillation (official `sRGB_train_bsn_flow.py` with `bdc_flow`, see engine/distill.py) and
+the paper's ablation switches (`--align`, `--no_bsa`, `--no_srfe`) are options of the same loop;
+the variant is stored in the checkpoint's `args`, which the evaluation reads back.
+
 Additions: seeded validation noise and the official per-frame PSNR; resume from the newest
 complete checkpoint; the RNGs are reseeded from (seed, epoch, rank) at every epoch so a resumed
 run repeats the numbers of an uninterrupted one; non-finite steps are skipped and a run of them
@@ -31,14 +35,16 @@ from tqdm import tqdm
 from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset
 from datasets.train_clips import TrainClipDataset
-from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES
-from engine.distributed import (DistContext, all_ranks_true, barrier, broadcast_object,
+from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, variant_options
+from engine.distill import (FLOW_LOSS_WEIGHT, PAPER_DISTILL_START, STUDENT_LR, TEACHER_KEY, TEACHERS,
+                            FlowDistillation)
+from engine.distributed import (DistContext, all_ranks_true, average_gradients, barrier, broadcast_object,
                                 setup_distributed, teardown_distributed)
 from engine.inference import denoise_sequence
 from engine.logging_utils import (TensorBoardSink, close_run_logger, setup_run_logger,
                                   write_history)
 from models import build_model
-from models.pwc import load_pwc_weights
+from models.pwc import PWCNet, load_pwc_weights, save_pwc_weights
 from utils.checkpoint import (CHECKPOINT_NAME, add_module_prefix, checkpoint_path, latest_checkpoint,
                               load_checkpoint, load_model_weights, save_checkpoint)
 from utils.errors import UserError, warn
@@ -101,6 +107,33 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--num_workers", type=int, default=4, help="data-loader processes")
     extra.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     extra.add_argument("--augment", action="store_true", help="random flips and rotations of clips")
+    ablation = p.add_argument_group(
+        "ablations (paper Table 3, Set8 sigma 30: propagation only = --no_bsa --no_srfe; + BSA = --no_srfe; "
+        "+ SRFE = no switch; + distillation = --distill); recorded in the checkpoint, evaluated as trained")
+    ablation.add_argument("--align", default="nearest", choices=ALIGN_CHOICES,
+                          help="hidden-state warp: nearest (official), bilinear (FloRNN, correlates the "
+                               "noise), softsplat (average forward splatting)")
+    ablation.add_argument("--no_bsa", action="store_true",
+                          help="no blind-spot alignment block: the state is the blind-spot cell's output")
+    ablation.add_argument("--no_srfe", action="store_true",
+                          help="no SRFE: a per-pixel 1x1 convolution fuses the two directions")
+    distill = p.add_argument_group(
+        "flow distillation (student = the model's PWC-Net, trained on the noisy frames towards a teacher's "
+        "flows on the predicted mean; the denoising loss never reaches it)")
+    distill.add_argument("--distill", dest="distill", action="store_const", const=True, default=None,
+                         help="train the PWC-Net by distillation (default: on for bdc_flow, off for bdc_2_unify)")
+    distill.add_argument("--no_distill", dest="distill", action="store_const", const=False,
+                         help="keep bdc_flow's PWC-Net frozen")
+    distill.add_argument("--teacher", default="pwc", choices=TEACHERS,
+                         help="pwc: frozen copy of the initial PWC-Net (official; needs --pwc_weights); "
+                              "dis: OpenCV DIS flow, so a student can learn from random weights offline "
+                              "(then align with --flow dis while it learns)")
+    distill.add_argument("--distill_start", type=int, default=PAPER_DISTILL_START,
+                         help="iterations before the flow loss is switched on (paper 1000, official code 0)")
+    distill.add_argument("--distill_weight", type=float, default=FLOW_LOSS_WEIGHT,
+                         help="weight alpha of the flow loss (paper and official 5e-4)")
+    distill.add_argument("--distill_lr", type=float, default=STUDENT_LR,
+                         help="Adam learning rate of the student (official 1e-5; MultiStepLR scales it too)")
     return p
 
 
@@ -127,6 +160,12 @@ def validate_args(args: argparse.Namespace) -> None:
     milestones = list(args.milestones)
     _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
              f"--milestones must be positive epochs in increasing order, got {' '.join(map(str, milestones))}")
+    if args.distill is None:
+        args.distill = args.model == "bdc_flow"
+    _require(args.distill_start >= 0, f"--distill_start must be at least 0, got {args.distill_start}")
+    for name in ("distill_weight", "distill_lr"):
+        value = getattr(args, name)
+        _require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
     parse_noise_ival(args.noise_ival, "--noise_ival")
     parse_sigma(args.val_noiseL, "--val_noiseL")
     if args.log_dir is None:
@@ -157,16 +196,20 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
 
 
 def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor, sigma: torch.Tensor,
-                 amp: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                 amp: bool = False, distillation: FlowDistillation | None = None
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Forward one noisy batch and return `(loss terms, network output (N,T,9,H,W) in float32)`.
 
-    The terms are summed into the loss that is back-propagated; variants add their own terms
-    here (e.g. a flow-distillation term). The likelihood is always evaluated in float32.
+    The terms are summed into the loss that is back-propagated: the likelihood (always in
+    float32) and, when `distillation` is given, the flow-distillation term 'flow'.
     """
     with torch.autocast(device_type=seqn.device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(seqn, noise_map)[0]
     out = out.float()
-    return {"loglike": loglike_loss(out, seqn, sigma)}, out
+    terms = {"loglike": loglike_loss(out, seqn, sigma)}
+    if distillation is not None:
+        terms["flow"] = distillation.loss(seqn, out)
+    return terms, out
 
 
 def batch_psnr(images: torch.Tensor, clean: torch.Tensor) -> float:
@@ -215,24 +258,64 @@ def validate(model: nn.Module, sequences: Iterable[tuple[str, torch.Tensor]], si
     return float(np.mean(scores)) if scores else None
 
 
+# Arguments that define the trained variant: a resumed run must keep them (default: older runs).
+VARIANT_ARGS = {"align": "nearest", "no_bsa": False, "no_srfe": False, "distill": False, "teacher": "pwc"}
+
+
+def _check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path) -> None:
+    """Refuse to continue a run in `log_dir` as another variant (weights or optimizer would not fit)."""
+    saved = resume.get("args", {})
+    for name, default in VARIANT_ARGS.items():
+        if name == "teacher" and not args.distill:
+            continue
+        before, now = saved.get(name, default), getattr(args, name)
+        _require(before == now, f"--{name}: the run in '{log_dir}' was trained with {name}={before}, not {now}; "
+                                "resume it with the same options or choose another --log_dir")
+
+
 def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext, log) -> tuple[nn.Module, str]:
-    """The network with its weights (resumed or fresh), PWC-Net frozen, and its flow source."""
+    """The network (ablation variant of the arguments) with its weights, resumed or fresh, and its
+    flow source. PWC-Net is frozen unless it is the distillation's student, whose resumed weights
+    are kept (--pwc_weights only initialises a fresh run's student)."""
     seed_epoch(args.seed, 0, 0)  # same initial weights on every rank and every rerun
     model = build_model(args.model, img_channels=3, num_resblocks=args.num_resblocks,
-                        num_channels=args.num_channels)
+                        num_channels=args.num_channels, **variant_options(vars(args)))
     pwc_known = False
     if resume is not None:
         load_model_weights(model, resume, source="the checkpoint being resumed")
         pwc_known = resume.get("args", {}).get("flow_source") == "pwc"
-    if args.pwc_weights:
+    if args.pwc_weights and not (resume is not None and args.distill):
         load_pwc_weights(model.pwcnet, args.pwc_weights)
         pwc_known = True
-    flow_source = resolve_flow_source(args.flow, pwc_known)
+    # While distilling, --flow pwc aligns with the student as it learns (as the official bdc_flow).
+    flow_source = resolve_flow_source(args.flow, pwc_known or (args.distill and args.flow == "pwc"))
     if args.flow == "auto" and flow_source == "dis":
         log.info("no PWC-Net weights given (--pwc_weights): using OpenCV DIS optical flow instead")
     model.set_flow_source(flow_source)
-    model.pwcnet.requires_grad_(False)
+    model.pwcnet.requires_grad_(bool(args.distill))
     return model.to(ctx.device), flow_source
+
+
+def _build_distillation(args: argparse.Namespace, model: nn.Module, resume: dict | None,
+                        device: torch.device) -> FlowDistillation | None:
+    """The flow distillation of `model.pwcnet` (None when off). The 'pwc' teacher is the initial
+    student: copied from it on a fresh run, restored from the checkpoint on resume."""
+    if not args.distill:
+        return None
+    teacher_pwc = None
+    if args.teacher == "pwc":
+        if resume is not None:
+            _require(isinstance(resume.get(TEACHER_KEY), dict),
+                     f"--teacher pwc: the checkpoint being resumed holds no '{TEACHER_KEY}' weights")
+            teacher_pwc = PWCNet()
+            teacher_pwc.load_state_dict(resume[TEACHER_KEY])
+            teacher_pwc = teacher_pwc.to(device)
+        else:
+            _require(args.pwc_weights is not None,
+                     "--teacher pwc needs the initial PWC-Net weights (--pwc_weights PATH); "
+                     "--teacher dis trains a student from random weights")
+            teacher_pwc = FlowDistillation.frozen_copy(model.pwcnet)
+    return FlowDistillation(model.pwcnet, args.teacher, teacher_pwc, args.distill_weight, args.distill_start)
 
 
 def _find_resume(log_dir: Path, ctx: DistContext) -> tuple[Path | None, int]:
@@ -243,12 +326,18 @@ def _find_resume(log_dir: Path, ctx: DistContext) -> tuple[Path | None, int]:
 
 
 def _checkpoint_state(model: nn.Module, optimizer, scheduler, args: argparse.Namespace, epoch: int,
-                      flow_source: str, history: list[dict]) -> dict[str, Any]:
-    """Official layout (`module.` keys) plus what resuming and the evaluation scripts need."""
-    return {"args": {**vars(args), "epoch": epoch, "flow_source": flow_source},
-            "state_dict": add_module_prefix(model.state_dict()),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "history": history}
+                      flow_source: str, history: list[dict],
+                      distillation: FlowDistillation | None = None) -> dict[str, Any]:
+    """Official layout (`module.` keys) plus what resuming and the evaluation scripts need
+    (and the distillation teacher's weights, a key the authors' scripts ignore)."""
+    state = {"args": {**vars(args), "epoch": epoch, "flow_source": flow_source},
+             "state_dict": add_module_prefix(model.state_dict()),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "history": history}
+    teacher = distillation.teacher_state() if distillation is not None else None
+    if teacher is not None:
+        state[TEACHER_KEY] = teacher
+    return state
 
 
 class _NonFiniteGuard:
@@ -265,19 +354,24 @@ class _NonFiniteGuard:
 
 
 def _train_step(model: nn.Module, optimizer, params: list[nn.Parameter], clean: torch.Tensor,
-                noise_ival: list[float], ctx: DistContext, amp: bool):
+                noise_ival: list[float], ctx: DistContext, amp: bool,
+                distillation: FlowDistillation | None = None):
     """One optimisation step. Returns (finite, loss value, output, noisy, sigma); skips non-finite steps.
 
     All ranks agree on skipping (an all-reduce of the flag) so DDP never waits for a missing backward.
+    `distillation` (when its loss is on) adds the flow term; DDP leaves its student to us, so the
+    student's gradients are averaged over the ranks here.
     """
     sigma = sample_train_sigma(clean.shape[0], noise_ival, device=ctx.device)
     seqn, noise_map = add_train_noise(clean, sigma)
-    terms, out = compute_loss(model, seqn, noise_map, sigma.view(-1), amp)
+    terms, out = compute_loss(model, seqn, noise_map, sigma.view(-1), amp, distillation)
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
     finite = all_ranks_true(ctx, bool(torch.isfinite(loss)))
     if finite:
         loss.backward()
+        if distillation is not None:
+            average_gradients(ctx, distillation.student.parameters())
         grad_norm = nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
         finite = bool(torch.isfinite(grad_norm))  # gradients are all-reduced: same on all ranks
         if finite:
@@ -287,7 +381,8 @@ def _train_step(model: nn.Module, optimizer, params: list[nn.Parameter], clean: 
 
 def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.Parameter],
                args: argparse.Namespace, noise_ival: list[float], epoch: int, ctx: DistContext,
-               amp: bool, guard: _NonFiniteGuard, log, board: TensorBoardSink) -> dict[str, float]:
+               amp: bool, guard: _NonFiniteGuard, log, board: TensorBoardSink,
+               distillation: FlowDistillation | None = None) -> dict[str, float]:
     """Train one epoch; returns its mean loss, skipped steps and throughput."""
     model.train()
     losses: list[float] = []
@@ -299,7 +394,10 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
                disable=not ctx.is_main, dynamic_ncols=True, leave=False)
     for iteration, clips in enumerate(loader, start=1):
         clean = clips.to(ctx.device, non_blocking=True).float().div_(255)
-        finite, loss, out, seqn, sigma = _train_step(model, optimizer, params, clean, noise_ival, ctx, amp)
+        step = (epoch - 1) * len(loader) + iteration
+        distill_now = distillation if distillation is not None and distillation.active(step) else None
+        finite, loss, out, seqn, sigma = _train_step(model, optimizer, params, clean, noise_ival, ctx, amp,
+                                                     distill_now)
         if guard.record(finite):
             bar.close()
             last = latest_checkpoint(args.log_dir)
@@ -318,7 +416,6 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
             with torch.no_grad():
                 psnr_post = batch_psnr(posterior_mean(out, seqn, sigma.view(-1)), clean)
                 psnr_mean = batch_psnr(out[:, :, :3], clean)
-            step = (epoch - 1) * len(loader) + iteration
             log.info(f"epoch {epoch} iter {iteration}/{len(loader)} loss {np.mean(window):.4f} "
                      f"PSNR_train {psnr_post:.2f} PSNR_train_m {psnr_mean:.2f} "
                      f"lr {optimizer.param_groups[0]['lr']:.3g} skipped {guard.total - skipped_before}")
@@ -386,14 +483,23 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
                  "nothing to do (raise --epochs to train longer)")
         model, summary["flow_source"] = _build_model(args, resume, ctx, log)
         return {**summary, "model": model}
+    if resume is not None:
+        _check_resume_variant(args, resume, log_dir)
     model, flow_source = _build_model(args, resume, ctx, log)
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=args.lr)
+    distillation = _build_distillation(args, model, resume, ctx.device)
+    groups = model.trainable_parameters()
+    if distillation is not None:  # before the scheduler and the resume, so both know this group
+        groups.append({"params": list(model.pwcnet.parameters()), "lr": args.distill_lr})
+    optimizer = torch.optim.Adam(groups, lr=args.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=args.gamma)
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         log.info(f"resuming from '{resume_path}' (epoch {start_epoch} of {args.epochs} done)")
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    if ctx.distributed and distillation is not None:  # the student is trained outside DDP's forward
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, [f"pwcnet.{name}" for name, _ in model.pwcnet.named_parameters()])
     net = (DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                                    broadcast_buffers=False) if ctx.distributed else model)
     loader, sampler = _make_loader(load_train_dataset(args), args, ctx)
@@ -409,14 +515,16 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
                 sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             stats = _run_epoch(net, loader, optimizer, params, args, noise_ival, epoch, ctx, amp, guard,
-                               log, board)
+                               log, board, distillation)
             scheduler.step()
             if ctx.is_main:
                 val_psnr = validate(model, val_sequences, val_sigma, ctx.device)
                 history.append({"epoch": epoch, "lr": lr, **stats, "val_psnr": val_psnr})
                 path = checkpoint_path(log_dir, epoch)
                 save_checkpoint(path, _checkpoint_state(model, optimizer, scheduler, args, epoch,
-                                                        flow_source, history))
+                                                        flow_source, history, distillation))
+                if distillation is not None:  # the student, loadable with --pwc_weights
+                    save_pwc_weights(model.pwcnet, log_dir / f"pwc_student_e{epoch}.pth")
                 write_history(log_dir, history)
                 plot_training_curves(history, log_dir / CURVES_PNG)
                 board.scalars({"epoch/loss": stats["loss"], "epoch/lr": lr}
