@@ -42,8 +42,9 @@ def parameter_norm_sum(params: Iterable[nn.Parameter]) -> torch.Tensor:
 
 
 def distillation_loss(student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor],
-                      student_params: Iterable[nn.Parameter], weight: float = FLOW_LOSS_WEIGHT) -> torch.Tensor:
-    """`weight` * (mean-L1 of both flow directions + NORM_WEIGHT * Σ ||θ||₂); flows as `pair_flows` gives."""
+                      student_params: Iterable[nn.Parameter],
+                      weight: float = FLOW_LOSS_WEIGHT) -> torch.Tensor:
+    """`weight` * (mean-L1 of both directions + NORM_WEIGHT * Σ ||θ||₂); flows as `pair_flows` gives."""
     l1 = F.l1_loss(student[0], teacher[0]) + F.l1_loss(student[1], teacher[1])
     return weight * (l1 + NORM_WEIGHT * parameter_norm_sum(student_params))
 
