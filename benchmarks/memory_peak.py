@@ -7,7 +7,8 @@ path only (the one-pass path needs about 25 GB there); this takes a long time on
 
     python -m benchmarks.memory_peak                       # 960x540, bounded, 10/40/85 frames
     python -m benchmarks.memory_peak --small               # 128x224, 16 channels, both paths
-    python -m benchmarks.memory_peak --height 270 --width 480 --frames 10 40 --paths full bounded
+    python -m benchmarks.memory_peak --height 136 --width 240 --frames 10 40 --paths full bounded \
+        --state_budget_mb 64                                # the bound at a size a laptop runs quickly
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import time
 
 import torch
 
+from engine.inference import DEFAULT_STATE_BUDGET
+
 MIB = 1024 * 1024
 
 
@@ -30,7 +33,8 @@ def _rss_mib() -> float:
     return peak / (MIB if sys.platform == "darwin" else 1024)
 
 
-def run_case(frames: int, height: int, width: int, channels: int, path: str, flow: str) -> dict:
+def run_case(frames: int, height: int, width: int, channels: int, path: str, flow: str,
+             state_budget: int) -> dict:
     """Denoise one random clip in this process; returns its timings and memory peaks."""
     from engine.inference import denoise_frames, stored_states
     from models import build_model
@@ -42,11 +46,11 @@ def run_case(frames: int, height: int, width: int, channels: int, path: str, flo
     before = _rss_mib()
     start = time.perf_counter()
     checksum = 0.0
-    for _, frame in denoise_frames(model, noisy, 30 / 255, memory=path):
+    for _, frame in denoise_frames(model, noisy, 30 / 255, memory=path, state_budget=state_budget):
         checksum += float(frame.double().sum())
     seconds = time.perf_counter() - start
     return {"frames": frames, "path": path, "seconds": seconds, "before_mib": before, "peak_mib": _rss_mib(),
-            "kept_states": stored_states(model, noisy[0], frames) if path == "bounded" else frames,
+            "kept_states": stored_states(model, noisy[0], frames, state_budget) if path == "bounded" else frames,
             "checksum": checksum}
 
 
@@ -57,7 +61,7 @@ def _spread(values: list[float], fmt: str) -> str:
 def _spawn(frames: int, args: argparse.Namespace, path: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.memory_peak", "--case", str(frames), "--height", str(args.height),
                "--width", str(args.width), "--num_channels", str(args.num_channels), "--paths", path,
-               "--flow", args.flow, "--threads", str(args.threads)]
+               "--flow", args.flow, "--threads", str(args.threads), "--state_budget_mb", str(args.state_budget_mb)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         return {"frames": frames, "path": path, "error": (result.stderr.strip().splitlines() or ["?"])[-1]}
@@ -74,18 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow", default="dis", choices=("dis", "zero"),
                    help="flow between frames (PWC-Net costs the same in both paths; DIS needs no weights)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--state_budget_mb", type=float, default=DEFAULT_STATE_BUDGET / MIB,
+                   help="memory for kept hidden states on the bounded path")
     p.add_argument("--repeats", type=int, default=1, help="runs per case (min/median/max)")
     p.add_argument("--small", action="store_true", help="128x224, 16 channels, 4/8/16 frames, both paths")
     p.add_argument("--case", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case is not None:
-        print(json.dumps(run_case(args.case, args.height, args.width, args.num_channels, args.paths[0], args.flow)))
+        print(json.dumps(run_case(args.case, args.height, args.width, args.num_channels, args.paths[0], args.flow,
+                                  int(args.state_budget_mb * MIB))))
         return 0
     if args.small:
         args.height, args.width, args.num_channels = 128, 224, 16
         args.frames, args.paths = [4, 8, 16], ["full", "bounded"]
     print(f"peak RSS, {args.width}x{args.height}, {args.num_channels} channels, flow {args.flow}, "
+          f"state budget {args.state_budget_mb:g} MiB, "
           f"{args.threads} threads, one fresh process per run, {args.repeats} run(s) per case", flush=True)
     print(f"{'path':>8} {'frames':>6} {'kept':>5} {'before MiB':>10} {'peak MiB min/med/max':>22} "
           f"{'s/frame min/med/max':>22}", flush=True)
