@@ -12,7 +12,7 @@ each other); `forward` is built from the streaming pieces `pair_flow`, `align`, 
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -31,6 +31,13 @@ DIRECTIONS = ("forward", "backward")
 COVARIANCE_CHANNELS = 6
 # Frames are fused by SRFE + head in batches of about this many pixels (bounded memory).
 OUTPUT_CHUNK_PIXELS = 1 << 20
+
+
+def _no_autocast(device: torch.device):
+    """Autocast switched off on `device` (a no-op where autocast does not exist, e.g. 'meta')."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 class PixelwiseDirectionFusion(nn.Module):
@@ -119,7 +126,7 @@ class STBN(nn.Module):
     @contextmanager
     def _flow_context(self, device: torch.device) -> Iterator[None]:
         """Flows get no gradient (as officially) and stay float32 under autocast."""
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        with torch.no_grad(), _no_autocast(device):
             yield
 
     def _flow_fn(self):
