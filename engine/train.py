@@ -47,7 +47,7 @@ from models import build_model
 from models.pwc import PWCNet, load_pwc_weights, save_pwc_weights
 from utils.checkpoint import (CHECKPOINT_NAME, add_module_prefix, checkpoint_path, latest_checkpoint,
                               load_checkpoint, load_model_weights, save_checkpoint)
-from utils.errors import UserError, warn
+from utils.errors import UserArgumentParser, UserError, warn
 from utils.gaussian import loglike_loss, posterior_mean
 from utils.metrics import sequence_psnr
 from utils.noise import add_test_noise, add_train_noise, parse_noise_ival, parse_sigma, sample_train_sigma
@@ -59,16 +59,9 @@ MAX_NONFINITE_IN_A_ROW = 5
 CURVES_PNG = "curves.png"
 
 
-class _UserArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as a one-line `UserError` instead of usage + exit."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see --help)")
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     """Every official `sRGB_train_bsn.py` argument with its official default, plus our options."""
-    p = _UserArgumentParser(description="Self-supervised STBN training on sRGB videos.")
+    p = UserArgumentParser(description="Self-supervised STBN training on sRGB videos.")
     official = p.add_argument_group("official arguments (defaults as the authors' script)")
     official.add_argument("--model", default="bdc_2_unify",
                           help="network: bdc_2_unify (= stbn, the released model) or bdc_flow")
