@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from models.blind_spot import BlindSpotCell
-from models.flow import FLOW_KINDS, make_flow_fn, pair_flows
+from models.flow import FLOW_KINDS, FlowFn, make_flow_fn, pair_flows
 from models.fusion import DilatedFusion
 from models.pwc import PWCNet
 from models.srfe import SRFE
@@ -129,7 +129,7 @@ class STBN(nn.Module):
         with torch.no_grad(), _no_autocast(device):
             yield
 
-    def _flow_fn(self):
+    def _flow_fn(self) -> FlowFn:
         return make_flow_fn(self.flow_source, self.pwcnet)
 
     def pair_flow(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -213,7 +213,7 @@ class STBN(nn.Module):
         """
         nmap = self._check_inputs(seqn, noise_level_map)
         n, t, _, height, width = seqn.shape
-        onto_next, onto_prev = self._alignment_flows(seqn)
+        onto_next, onto_prev = self._alignment_flows(seqn) if t > 1 else (None, None)
 
         def nmap_at(i: int) -> torch.Tensor | None:
             return None if nmap is None else nmap[:, i]

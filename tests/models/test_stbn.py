@@ -79,6 +79,18 @@ def test_streaming_pieces_replay_forward(monkeypatch):
     assert torch.allclose(torch.stack(outputs, 1), full, rtol=1e-5, atol=1e-5)
 
 
+def test_single_frame_clip_uses_both_cells_without_flow(monkeypatch):
+    model = _small_model(monkeypatch).eval()
+    seq, nmap = _clip(t=1, h=8, w=12)
+    with torch.inference_mode():
+        out, _ = model(seq, nmap)
+        h = model.propagate("forward", seq[:, 0], nmap[:, 0], None)
+        g = model.propagate("backward", seq[:, 0], nmap[:, 0], None)
+        expected = model.reconstruct(h, g)
+    assert out.shape == (1, 1, 9, 8, 12)
+    assert torch.allclose(out[:, 0], expected, rtol=1e-6, atol=1e-6)
+
+
 def test_output_chunking_does_not_change_the_result(monkeypatch):
     model = _small_model(monkeypatch).eval()
     seq, nmap = _clip(t=4, h=8, w=8)
