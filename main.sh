@@ -14,6 +14,18 @@
 #    Multi-GPU: TORCHRUN="torchrun --nproc_per_node 4" bash main.sh (batch_size is per process).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# Paths given in the environment are checked first: a typo must not wait for the venv set-up.
+for var in DAVIS_DIR SET8_DIR; do
+  if [ -n "${!var:-}" ] && [ ! -d "${!var}" ]; then
+    echo "error: $var='${!var}' is not a folder (expected one sub-folder of frames per sequence)" >&2
+    exit 2
+  fi
+done
+if [ -n "${PWC_WEIGHTS:-}" ] && [ ! -f "$PWC_WEIGHTS" ]; then
+  echo "error: PWC_WEIGHTS='$PWC_WEIGHTS' is not a file (the authors' network-default.pytorch)" >&2
+  exit 2
+fi
+
 source scripts/setup_env.sh
 
 if [ -n "${DAVIS_DIR:-}" ] || [ $# -gt 0 ]; then
@@ -28,6 +40,9 @@ if [ -n "${DAVIS_DIR:-}" ] || [ $# -gt 0 ]; then
     "${data[@]}" "$@"
 fi
 
+if [ -n "${SET8_DIR:-}${PWC_WEIGHTS:-}" ]; then
+  echo "warning: SET8_DIR / PWC_WEIGHTS are used only with DAVIS_DIR; running the built-in demo" >&2
+fi
 # Built-in demo. One intra-op thread: on a small shared CPU, OpenMP threads spin-waiting for each
 # other cost far more than they bring.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"

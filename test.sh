@@ -11,6 +11,10 @@
 # saved arguments when it has them (the authors' file: the released configuration).
 set -euo pipefail
 cd "$(dirname "$0")"
+if [ -n "${SET8_DIR:-}" ] && [ ! -d "$SET8_DIR" ]; then  # before the venv set-up: fail fast
+  echo "error: SET8_DIR='$SET8_DIR' is not a folder (expected one sub-folder of frames per sequence)" >&2
+  exit 2
+fi
 source scripts/setup_env.sh
 
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then

@@ -7,6 +7,7 @@ the frames are 16-bit.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from datasets.image_folder import (is_image_file, list_frames, read_frame_native, read_frames,
                                    require_folder, to_8bit)
+from utils.atomic import atomic_path
 from utils.errors import UserError, warn
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -116,22 +118,38 @@ def _to_bgr(frame: np.ndarray) -> np.ndarray:
 
 
 def _write_video_file(path: Path, frames: np.ndarray, fps: float) -> None:
+    """Encode to a temp file and rename it when complete; a file that does not read back with
+    every frame (full disk: OpenCV's writer reports nothing) is an error, not an output."""
     if frames.dtype == np.uint16:
         warn(f"'{path}': video files hold 8-bit frames; write to a folder to keep 16 bits")
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    with atomic_path(path, "video", suffix=path.suffix) as tmp:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+        try:
+            if not writer.isOpened():
+                raise UserError(f"cannot write video '{path}' (no encoder for this container)")
+            for frame in frames:
+                bgr = _to_bgr(to_8bit(frame))
+                writer.write(bgr if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR))
+        finally:
+            writer.release()
+        written = _frame_count(tmp)
+        if written != len(frames):
+            raise OSError(errno.EIO, f"the encoded file holds {written} of {len(frames)} frames (disk full?)")
+
+
+def _frame_count(path: Path) -> int:
+    """Frames a video file reports in its header (0 when it cannot be opened)."""
+    capture = cv2.VideoCapture(str(path))
     try:
-        if not writer.isOpened():
-            raise UserError(f"cannot write video '{path}' (no encoder for this container)")
-        for frame in frames:
-            bgr = _to_bgr(to_8bit(frame))
-            writer.write(bgr if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR))
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     finally:
-        writer.release()
+        capture.release()
 
 
 def _write_frame_folder(path: Path, frames: np.ndarray) -> None:
+    """One PNG per frame, each written atomically: an interrupted write keeps the finished frames."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -141,7 +159,5 @@ def _write_frame_folder(path: Path, frames: np.ndarray) -> None:
         ok, encoded = cv2.imencode(".png", _to_bgr(frame))
         if not ok:
             raise UserError(f"cannot encode frame {t} for '{target}'")
-        try:
-            encoded.tofile(target)
-        except OSError as exc:
-            raise UserError(f"cannot write '{target}': {exc.strerror or exc}") from None
+        with atomic_path(target) as tmp:
+            encoded.tofile(tmp)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.inference import MEMORY_MODES, denoise_frames
+from utils.atomic import atomic_path
 from utils.errors import UserArgumentParser, UserError, warn
 from utils.metrics import frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma
@@ -125,14 +125,8 @@ def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise UserError(f"cannot encode '{path}' as PNG")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write '{path}': {exc.strerror or exc}") from None
+    with atomic_path(path) as tmp:
+        encoded.tofile(tmp)
 
 
 def _make_folder(folder: Path) -> Path:
@@ -209,14 +203,9 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
 def write_results_json(path: str | os.PathLike, results: dict[str, Any]) -> None:
     """Atomic JSON write (temp file + rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path, "--results_json") as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"--results_json: cannot write '{path}': {exc.strerror or exc}") from None
 
 
 def format_table(results: dict[str, Any]) -> str:

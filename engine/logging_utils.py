@@ -16,6 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from utils.atomic import atomic_path
+
 LOG_FILE = "train.log"
 HISTORY_JSON = "metrics.json"
 HISTORY_CSV = "metrics.csv"
@@ -58,14 +60,16 @@ def close_run_logger(logger: logging.Logger) -> None:
 
 def write_history(log_dir: Path, history: list[dict[str, Any]]) -> None:
     """Write the per-epoch metrics as `metrics.json` and `metrics.csv` (one row per epoch)."""
-    (log_dir / HISTORY_JSON).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    with atomic_path(log_dir / HISTORY_JSON, "metrics") as tmp:
+        tmp.write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     columns: list[str] = []
     for row in history:
         columns += [key for key in row if key not in columns]
-    with open(log_dir / HISTORY_CSV, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
+    with atomic_path(log_dir / HISTORY_CSV, "metrics") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
 
 
 class TensorBoardSink:

@@ -45,6 +45,7 @@ from engine.logging_utils import (TensorBoardSink, close_run_logger, setup_run_l
                                   write_history)
 from models import build_model
 from models.pwc import PWCNet, load_pwc_weights, save_pwc_weights
+from utils.atomic import remove_temp_files
 from utils.checkpoint import (CHECKPOINT_NAME, add_module_prefix, checkpoint_path, latest_checkpoint,
                               load_checkpoint, load_model_weights, save_checkpoint)
 from utils.errors import UserArgumentParser, UserError, warn
@@ -311,9 +312,16 @@ def _build_distillation(args: argparse.Namespace, model: nn.Module, resume: dict
     return FlowDistillation(model.pwcnet, args.teacher, teacher_pwc, args.distill_weight, args.distill_start)
 
 
-def _find_resume(log_dir: Path, ctx: DistContext) -> tuple[Path | None, int]:
-    """Rank 0's newest complete checkpoint and its epoch, shared with every rank."""
-    path = latest_checkpoint(log_dir) if ctx.is_main else None
+def _find_resume(log_dir: Path, ctx: DistContext, log) -> tuple[Path | None, int]:
+    """Rank 0's newest complete checkpoint and its epoch, shared with every rank (rank 0 first
+    deletes the temp files of saves that a kill interrupted)."""
+    path = None
+    if ctx.is_main:
+        stale = remove_temp_files(log_dir)
+        if stale:
+            log.info(f"removed {len(stale)} temp file(s) left by an interrupted save: "
+                     + ", ".join(p.name for p in stale))
+        path = latest_checkpoint(log_dir)
     path = broadcast_object(ctx, path)
     return path, (int(CHECKPOINT_NAME.match(path.name).group(1)) if path else 0)
 
@@ -445,28 +453,39 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     noise_ival = parse_noise_ival(args.noise_ival, "--noise_ival")
     val_sigma = parse_sigma(args.val_noiseL, "--val_noiseL") / 255.0
     log_dir = Path(args.log_dir)
+    # Bad training data fails here, before anything is written to log_dir.
+    train_data, val_sequences = load_train_dataset(args), load_val_sequences(args)
     ctx = setup_distributed(args.device)
     log = None
     try:
         if ctx.is_main:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            _make_log_dir(log_dir)
         barrier(ctx)
         log = setup_run_logger(log_dir, enabled=ctx.is_main)
-        return _train(args, ctx, log, log_dir, noise_ival, val_sigma)
+        return _train(args, ctx, log, log_dir, noise_ival, val_sigma, train_data,
+                      val_sequences if ctx.is_main else [])
     finally:
         if log is not None:
             close_run_logger(log)
         teardown_distributed(ctx)
 
 
+def _make_log_dir(log_dir: Path) -> None:
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--log_dir: cannot create '{log_dir}': {exc.strerror or exc}") from None
+
+
 def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise_ival: list[float],
-           val_sigma: float) -> dict[str, Any]:
+           val_sigma: float, train_data: TrainClipDataset,
+           val_sequences: Iterable[tuple[str, torch.Tensor]]) -> dict[str, Any]:
     amp = args.amp and ctx.device.type == "cuda"
     if args.amp and not amp:
         warn("--amp needs a CUDA device; training in float32")
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    resume_path, start_epoch = _find_resume(log_dir, ctx)
+    resume_path, start_epoch = _find_resume(log_dir, ctx, log)
     resume = load_checkpoint(resume_path, map_location="cpu") if resume_path else None
     history: list[dict] = list(resume.get("history", [])) if resume else []
     summary = {"log_dir": log_dir, "history": history, "last_checkpoint": resume_path,
@@ -495,8 +514,7 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
             model, [f"pwcnet.{name}" for name, _ in model.pwcnet.named_parameters()])
     net = (DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                                    broadcast_buffers=False) if ctx.distributed else model)
-    loader, sampler = _make_loader(load_train_dataset(args), args, ctx)
-    val_sequences = load_val_sequences(args) if ctx.is_main else []
+    loader, sampler = _make_loader(train_data, args, ctx)
     log.info(f"training {args.model} on {ctx.device} x{ctx.world_size}: flow {flow_source}, "
              f"{len(loader)} iterations/epoch, epochs {start_epoch + 1}..{args.epochs}, log_dir '{log_dir}'")
     board = TensorBoardSink(log_dir, enabled=ctx.is_main)

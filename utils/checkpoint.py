@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import secrets
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,11 +21,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from utils.atomic import atomic_path
 from utils.errors import UserError, warn
 
 MODULE_PREFIX = "module."
 CHECKPOINT_NAME = re.compile(r"^ckpt_e(\d+)\.pth$")
 _NAMES_SHOWN = 3
+# How torch.save files begin: a zip archive (PyTorch >= 1.6) or a pickle (older releases).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 def checkpoint_path(log_dir: str | os.PathLike, epoch: int) -> Path:
@@ -37,29 +39,14 @@ def checkpoint_path(log_dir: str | os.PathLike, epoch: int) -> Path:
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Write `state` atomically: temp file in the same folder, flush + fsync, then `os.replace`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path, "checkpoint") as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             torch.save(dict(state), f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise UserError(f"cannot write checkpoint '{path}': {exc.strerror or exc}") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
     _fsync_folder(path.parent)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -87,12 +74,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
                             "values; refusing to unpickle it") from None
         raise UserError(f"'{path}' is not a PyTorch checkpoint (or it is damaged)") from None
     except Exception as exc:  # a damaged archive surfaces as RuntimeError, KeyError, EOFError...
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise UserError(f"'{path}' is not a readable PyTorch checkpoint; it may be truncated "
-                        f"({type(exc).__name__}: {detail})") from None
+        raise UserError(_unreadable(path, exc)) from None
     if not isinstance(data, dict):
         raise UserError(f"'{path}' holds a {type(data).__name__}, not a checkpoint dict")
     return data
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why `torch.load` failed, in one line: a cut or damaged torch file, or no torch file at all."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic.startswith(_TORCH_MAGIC):
+        detail = str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
+        return (f"checkpoint '{path}' is truncated or damaged ({detail}); was its download or "
+                "writing interrupted?")
+    return f"'{path}' is not a PyTorch checkpoint (not a file written by torch.save)"
 
 
 def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict:

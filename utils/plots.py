@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from utils.atomic import atomic_path
 
 
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -43,7 +44,5 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
         axis.set_xlabel("epoch")
         axis.grid(True, alpha=0.3)
     figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path, "plot") as tmp:
+        figure.savefig(tmp, format="png")
