@@ -21,14 +21,11 @@ THROWAWAY_DIR = Path(tempfile.gettempdir()) / "stbn_benchmark_packages"
 def import_or_install(module: str, requirement: str, install: bool = True,
                       target: Path = THROWAWAY_DIR) -> tuple[ModuleType | None, str]:
     """(the module or None, a one-line note on where it came from or why it is unavailable)."""
-    try:
-        return importlib.import_module(module), "already installed"
-    except ImportError:
-        pass
     if str(target) not in sys.path:
         sys.path.append(str(target))  # last, so it never shadows the project's own packages
     try:
-        return importlib.import_module(module), f"from {target}"
+        found = importlib.import_module(module)
+        return found, (f"from {target}" if str(target) in str(getattr(found, "__file__", "")) else "already installed")
     except ImportError:
         pass
     if not install:

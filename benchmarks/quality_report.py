@@ -59,7 +59,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def plot_bars(rows: list[dict], path: Path, title: str) -> None:
     """Grouped PSNR bars (one group per sigma, one bar per method), one panel per (clip, region)."""
     groups = _groups(rows)
-    figure, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), squeeze=False)
+    all_methods = _ordered(row["method"] for row in rows)
+    colours = {method: plt.get_cmap("tab10")(i % 10) for i, method in enumerate(all_methods)}
+    figure, axes = plt.subplots(1, len(groups), figsize=(5.0 * len(groups), 4.6), squeeze=False)
     for axis, ((clip, region), group) in zip(axes[0], groups.items()):
         sigmas = sorted({row["sigma"] for row in group})
         methods = _ordered(row["method"] for row in group)
@@ -67,16 +69,17 @@ def plot_bars(rows: list[dict], path: Path, title: str) -> None:
         width = 0.8 / len(methods)
         for m, method in enumerate(methods):
             xs = [s + (m - (len(methods) - 1) / 2) * width for s in range(len(sigmas))]
-            axis.bar(xs, [psnr.get((method, sigma), 0.0) for sigma in sigmas], width, label=method)
+            axis.bar(xs, [psnr.get((method, sigma), 0.0) for sigma in sigmas], width, color=colours[method])
         axis.set_xticks(range(len(sigmas)), [f"sigma {s:g}" for s in sigmas])
         axis.set_ylabel("PSNR (dB)")
         low = min(row["psnr"] for row in group)
         axis.set_ylim(max(0.0, low - 2.0), max(row["psnr"] for row in group) + 1.0)
         axis.set_title(f"{clip} ({region})")
         axis.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[method]) for method in all_methods]
+    figure.legend(handles, all_methods, loc="lower center", ncol=min(4, len(all_methods)), fontsize=8)
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     plt.close(figure)
