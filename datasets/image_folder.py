@@ -20,6 +20,7 @@ from utils.errors import UserError, warn
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_image_file(path: Path) -> bool:
@@ -76,8 +77,23 @@ def _read_bytes(path: Path) -> np.ndarray:
     return data
 
 
-def _decode(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imdecode(_read_bytes(path), flags)
+def _note_png_conversion(data: np.ndarray, keeps_gray: bool) -> None:
+    """Say once per kind how a PNG that is not plain RGB is converted (colour type in its header)."""
+    if data.size < 26 or data[:8].tobytes() != _PNG_SIGNATURE:
+        return
+    color_type = int(data[25])
+    if color_type in (4, 6):
+        warn("frames with an alpha channel: the alpha channel is ignored")
+    elif color_type == 3:
+        warn("palette frames are expanded to RGB")
+    if color_type == 4 or (color_type == 0 and not keeps_gray):  # OpenCV keeps gray only without alpha
+        warn("gray frames are read as RGB (the gray value in all three channels)")
+
+
+def _decode(path: Path, flags: int, keeps_gray: bool) -> np.ndarray:
+    data = _read_bytes(path)
+    _note_png_conversion(data, keeps_gray)
+    image = cv2.imdecode(data, flags)
     if image is None:
         raise UserError(f"cannot decode image '{path}': unsupported format or damaged file")
     if image.dtype not in (np.uint8, np.uint16):
@@ -93,7 +109,7 @@ def to_8bit(image: np.ndarray) -> np.ndarray:
 def read_frame_rgb(path: str | os.PathLike) -> np.ndarray:
     """One frame as RGB uint8 HxWx3 (gray, RGBA, palette and 16-bit converted, see module doc)."""
     path = Path(path)
-    image = _decode(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    image = _decode(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH, keeps_gray=False)
     if image.dtype == np.uint16:
         warn("16-bit frames are reduced to 8 bits for training and evaluation")
         image = to_8bit(image)
@@ -102,7 +118,7 @@ def read_frame_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def read_frame_native(path: str | os.PathLike) -> np.ndarray:
     """One frame HxWxC at its own depth (uint8/uint16), C=1 for gray, else RGB (alpha dropped)."""
-    image = _decode(Path(path), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    image = _decode(Path(path), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH, keeps_gray=True)
     if image.ndim == 2:
         return image[:, :, None]
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
