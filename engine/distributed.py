@@ -1,13 +1,15 @@
 """Device choice and the torchrun / DistributedDataParallel plumbing of the training loop.
 
 One process per device. `torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; without them training
-runs as a single process. Collective calls here are no-ops in a single process so the loop reads
-the same either way. Backend: nccl on CUDA, gloo on the CPU.
+runs as a single process, and the collective calls here are no-ops, so the loop reads the same
+either way. Backend: nccl on CUDA, gloo on the CPU. Multi-node runs need a log_dir that every
+node sees (shared filesystem): rank 0 writes the checkpoints and every rank resumes from them.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Iterable
 
 import torch
@@ -15,6 +17,9 @@ import torch.distributed as dist
 
 from engine.denoiser import resolve_device
 from utils.errors import UserError
+
+# Other ranks wait at a barrier while rank 0 validates on full sequences (minutes on Set8).
+COLLECTIVE_TIMEOUT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def setup_distributed(device_choice: str) -> DistContext:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=rank, world_size=world_size)
+                                rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
     return DistContext(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
 
 

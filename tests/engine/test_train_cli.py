@@ -79,15 +79,15 @@ def test_script_reports_bad_argument_in_one_line(tmp_path, train_dir):
 @pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch(tmp_path, train_dir):
     log_dir = tmp_path / "run"
-    # 40 steps per epoch: long enough to be killed inside epoch 2.
-    argv = tiny_argv(train_dir, None, log_dir, epochs=2, patches_per_epoch=80, print_every=1000)
+    # 24 steps per epoch: long enough to be killed inside epoch 2.
+    argv = tiny_argv(train_dir, None, log_dir, epochs=2, patches_per_epoch=48, print_every=1000)
     proc = run_script(argv, tmp_path / "first.out")
     deadline = time.monotonic() + 240
     while not (log_dir / "ckpt_e1.pth").exists():
         assert proc.poll() is None, (tmp_path / "first.out").read_text()
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(0.3)
     assert not (log_dir / "ckpt_e2.pth").exists(), "epoch 2 ended before the kill; make it longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
