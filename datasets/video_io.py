@@ -82,14 +82,14 @@ def check_writable_output(path: str | os.PathLike) -> Path:
                         f"{'/'.join(VIDEO_EXTENSIONS)} or a folder name for PNG frames")
     if path.is_file() and not is_video_file(path):
         raise UserError(f"output '{path}' is an existing file, not a folder")
-    existing = path if path.exists() else path.parent
+    # Files are renamed into place (see utils.atomic): the folder that receives them must be writable.
+    existing = path if path.is_dir() else path.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"output '{path}': '{existing}' is a file, not a folder")
-    target = path if path.exists() else existing
-    if not os.access(target, os.W_OK) or (target.is_dir() and not os.access(target, os.X_OK)):
-        raise UserError(f"output '{path}' is not writable (no permission on '{target}')")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output '{path}' is not writable (no permission on '{existing}')")
     return path
 
 
