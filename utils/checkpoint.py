@@ -112,19 +112,28 @@ def extract_state_dict(state_dict_or_ckpt: Mapping[str, Any], source: str = "che
 def infer_model_options(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Guess `num_channels`, `num_resblocks` and the noise-map input from weight shapes.
 
-    num_channels = output width of `forward_rnn.head.0`; the head `d2` holds num_resblocks // 2
-    dilated residual units `d2.convs.{i}.body`; the head input is frame + hidden (+ noise map),
-    so its extra width tells the released model (`noise_map=True`) from `bdc_flow`.
+    num_channels = output width of `forward_rnn.head.0`; the shared fusion `concat` holds
+    num_resblocks dilated residual units `concat.convs.{i}.body` (the head `d2` only
+    num_resblocks // 2, the fallback for `--no_bsa` checkpoints that have no `concat`); the head
+    input is frame + hidden (+ noise map), so its extra width tells the released model
+    (`noise_map=True`) from `bdc_flow`.
     """
     head = state_dict.get("forward_rnn.head.0.weight")
     last = [k for k in state_dict if re.fullmatch(r"d2\.convs\.\d+\.weight", k)]
     if head is None or not last:
         return {}
-    units = {m.group(1) for k in state_dict if (m := re.fullmatch(r"d2\.convs\.(\d+)\.body\.0\.weight", k))}
     num_channels = int(head.shape[0])
     img_channels = int(state_dict[max(last, key=lambda k: int(k.split(".")[2]))].shape[0]) - 6
-    return {"num_channels": num_channels, "num_resblocks": 2 * len(units),
+    fusion_units = _count_units(state_dict, "concat")
+    num_resblocks = fusion_units if fusion_units else 2 * _count_units(state_dict, "d2")
+    return {"num_channels": num_channels, "num_resblocks": num_resblocks,
             "noise_map": int(head.shape[1]) - num_channels == 2 * img_channels}
+
+
+def _count_units(state_dict: Mapping[str, Any], module: str) -> int:
+    """Number of dilated residual units `<module>.convs.{i}.body` of a fusion block."""
+    pattern = re.escape(module) + r"\.convs\.(\d+)\.body\.0\.weight"
+    return len({m.group(1) for k in state_dict if (m := re.fullmatch(pattern, k))})
 
 
 def _names(keys: list[str]) -> str:

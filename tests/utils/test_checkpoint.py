@@ -30,11 +30,12 @@ class _Dilate(nn.Module):
 
 
 class ToySTBN(nn.Module):
-    """The key layout of STBN's `forward_rnn.head` and `d2` at a tiny width."""
+    """The key layout of STBN's `forward_rnn.head`, `concat` and `d2` at a tiny width."""
 
     def __init__(self, num_channels=4, num_resblocks=4, noise_map=True):
         super().__init__()
         self.forward_rnn = _Head(3 * (2 if noise_map else 1) + num_channels, num_channels)
+        self.concat = _Dilate(2 * num_channels, num_channels, num_resblocks)
         self.d2 = _Dilate(num_channels, 9, num_resblocks // 2)
 
 
@@ -79,7 +80,7 @@ def test_mismatch_names_keys_and_suggests_options():
         load_model_weights(ToySTBN(num_channels=4, num_resblocks=4), ckpt, source="checkpoint 'x.pth'")
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("checkpoint 'x.pth' does not fit the model")
-    assert "1 missing (d2.convs.3.weight); 5 unexpected (d2.convs.3.body.0.weight" in msg
+    assert "2 missing (concat.convs.5.weight, d2.convs.3.weight); 14 unexpected (conca" in msg
     assert "forward_rnn.head.0.weight (6, 12, 1, 1) vs (4, 10, 1, 1)" in msg
     assert "--num_resblocks 6 --num_channels 6" in msg
 
@@ -92,7 +93,7 @@ def test_mismatch_suggests_the_flow_variant_for_a_checkpoint_without_noise_map()
 
 def test_infer_model_options_on_the_official_layout():
     opts = infer_model_options(strip_module_prefix(_state(ToySTBN(num_channels=64, num_resblocks=5))["state_dict"]))
-    assert opts == {"num_channels": 64, "num_resblocks": 4, "noise_map": True}  # 5 // 2 = 2 units -> 4 or 5
+    assert opts == {"num_channels": 64, "num_resblocks": 5, "noise_map": True}
 
 
 def test_truncated_and_foreign_files_raise_user_error_naming_the_file(tmp_path):
