@@ -4,7 +4,7 @@ For each model config (released: 64 channels, 5 blocks; small: 16 channels, 2 bl
 size, it times `model(seqn, noise_map)` under torch.inference_mode (PWC-Net flows included) and
 prints min / median / max seconds, frames/s and GFLOP/s. FLOPs are counted once per shape by
 torch.utils.flop_counter on a 'meta' copy of the model (convolutions, matmuls), so they cost no
-compute. The "official layout" row runs the same model with NCHW tensors and the output stage one
+compute. Variants alternate within each repeat. The "official layout" row runs the same model with NCHW tensors and the output stage one
 frame at a time, as the authors' code does; the ratio of medians comes from the same run.
 With CUDA, a bf16 autocast row is added (the Gaussian algebra stays float32 regardless).
 
@@ -113,17 +113,24 @@ def main(argv: list[str] | None = None) -> int:
                   f"({flow_flops / pixels / 1e6:.2f} of them PWC-Net)")
             clip = torch.rand(shape, device=device)
             noise_map = torch.full_like(clip, 30 / 255)
-            medians = {}
-            for label, setup, context in _variants(model, device, args.baseline):
-                setup()
+            variants = _variants(model, device, args.baseline)
+            times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+            # Variants alternate within each repeat, so drifting load on a shared machine hits
+            # them alike.
+            for repeat in range(args.repeats + 1):
+                for label, setup, context in variants:
+                    setup()
 
-                def run() -> None:
-                    with torch.inference_mode(), context():
-                        model(clip, noise_map)
+                    def run() -> None:
+                        with torch.inference_mode(), context():
+                            model(clip, noise_map)
 
-                times = time_calls(run, args.repeats, device)
-                medians[label] = statistics.median(times)
-                print(summary(label, times) + f"  | {args.frames / medians[label]:7.3f} frames/s"
+                    elapsed = time_calls(run, 1, device, warmup=0)
+                    if repeat:  # the first round is the warm-up
+                        times[label] += elapsed
+            medians = {label: statistics.median(values) for label, values in times.items()}
+            for label, values in times.items():
+                print(summary(label, values) + f"  | {args.frames / medians[label]:7.3f} frames/s"
                       f"  {flops / medians[label] / 1e9:7.1f} GFLOP/s")
             first = next(iter(medians))
             for label, value in list(medians.items())[1:]:
