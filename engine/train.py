@@ -267,7 +267,7 @@ def _check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path)
                                 "resume it with the same options or choose another --log_dir")
 
 
-def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext, log) -> tuple[nn.Module, str]:
+def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext) -> tuple[nn.Module, str]:
     """The network (ablation variant of the arguments) with its weights, resumed or fresh, and its
     flow source. PWC-Net is frozen unless it is the distillation's student, whose resumed weights
     are kept (--pwc_weights only initialises a fresh run's student)."""
@@ -283,8 +283,6 @@ def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext
         pwc_known = True
     # While distilling, --flow pwc aligns with the student as it learns (as the official bdc_flow).
     flow_source = resolve_flow_source(args.flow, pwc_known or (args.distill and args.flow == "pwc"))
-    if args.flow == "auto" and flow_source == "dis":
-        log.info("no PWC-Net weights given (--pwc_weights): using OpenCV DIS optical flow instead")
     model.set_flow_source(flow_source)
     model.pwcnet.requires_grad_(bool(args.distill))
     return model.to(ctx.device), flow_source
@@ -493,11 +491,13 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
     if start_epoch >= args.epochs:
         log.info(f"training already finished: '{resume_path}' is epoch {start_epoch} of {args.epochs}; "
                  "nothing to do (raise --epochs to train longer)")
-        model, summary["flow_source"] = _build_model(args, resume, ctx, log)
+        model, summary["flow_source"] = _build_model(args, resume, ctx)
         return {**summary, "model": model}
     if resume is not None:
         _check_resume_variant(args, resume, log_dir)
-    model, flow_source = _build_model(args, resume, ctx, log)
+    model, flow_source = _build_model(args, resume, ctx)
+    if args.flow == "auto" and flow_source == "dis":
+        log.info("no PWC-Net weights given (--pwc_weights): using OpenCV DIS optical flow instead")
     distillation = _build_distillation(args, model, resume, ctx.device)
     groups = model.trainable_parameters()
     if distillation is not None:  # before the scheduler and the resume, so both know this group
