@@ -46,11 +46,11 @@ fi
 # Built-in demo. One intra-op thread: on a small shared CPU, OpenMP threads spin-waiting for each
 # other cost far more than they bring.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-EPOCHS=4
+EPOCHS=6
 LOG_DIR=logs/builtin
 "$PY" sRGB_train_bsn.py --builtin bikes --device cpu --num_workers 0 \
   --num_channels 16 --num_resblocks 2 --patch_size 64 --train_length 6 --batch_size 4 \
-  --patches_per_epoch 160 --epochs "$EPOCHS" --lr 1e-3 --milestones 3 --gamma 0.5 \
+  --patches_per_epoch 160 --epochs "$EPOCHS" --lr 1e-3 --milestones 4 5 --gamma 0.5 \
   --noise_ival 30 30 --val_noiseL 30 --val_max_frames 6 --print_every 20 --log_dir "$LOG_DIR"
 "$PY" -m engine.report_builtin --model_file "$LOG_DIR/ckpt_e$EPOCHS.pth" --builtin bikes --sigma 30 \
   --device cpu --output_png "$LOG_DIR/side_by_side.png" --results_json "$LOG_DIR/report.json"
