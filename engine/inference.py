@@ -25,7 +25,12 @@ from utils.gaussian import posterior_mean
 
 MEMORY_MODES = ("auto", "full", "bounded")
 # Hidden states the bounded path may keep, in bytes (at least 2 states are always kept).
-DEFAULT_STATE_BUDGET = 1 << 30
+# 768 MiB = 6 states of a 960x540 frame at 64 channels: an 85-frame Set8 clip then recomputes
+# each backward step 2.6 times on average (8 states: 2.4) and peaks well under 3 GB.
+DEFAULT_STATE_BUDGET = 768 << 20
+# The bounded path runs each recurrence step in horizontal bands of about this many pixels
+# (models/tiling.py): a 960x540 frame in two bands, a 4K frame in about eight.
+STEP_BAND_PIXELS = 1 << 18
 # 'auto' takes the one-pass path when its estimate is below this share of the free memory.
 _FULL_PATH_SHARE = 0.5
 # Per-pixel float32 buffers of the one-pass path besides the 2 x num_channels hidden states of every
@@ -125,7 +130,7 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: float,
     def backward_step(t: int, later: torch.Tensor | None) -> torch.Tensor:
         current = frame(t)
         warped = None if later is None else model.align(later.to(device), model.pair_flow(current, frame(t + 1)))
-        return model.propagate("backward", current, nmap, warped).to(store)
+        return model.propagate("backward", current, nmap, warped, STEP_BAND_PIXELS).to(store)
 
     slots = stored_states(model, first, length, state_budget)
     with torch.no_grad():
@@ -133,7 +138,7 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: float,
         for t, backward_state in read_forward(backward_step, length, slots):
             current = frame(t)
             warped = None if hidden is None else model.align(hidden, model.pair_flow(current, previous))
-            hidden = model.propagate("forward", current, nmap, warped)
+            hidden = model.propagate("forward", current, nmap, warped, STEP_BAND_PIXELS)
             out = model.reconstruct(hidden, backward_state.to(device))
             del backward_state
             clean = posterior_mean(out[:, None], current[:, None], sigma)[0, 0].clamp_(0.0, 1.0)

@@ -26,18 +26,24 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def shuffle_down(x: torch.Tensor) -> torch.Tensor:
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+
+
+def shuffle_down(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Official `Downsample(2)`: (B,C,H,W) -> (B,4C,H/2,W/2), H and W multiples of 4.
 
     out[b, 4c + 2n + m, 2a + h, 2e + w] = in[b, c, 4a + 2n + h, 4e + 2m + w] for n, m, h, w in {0,1}.
-    One copy; a channels-last input gives a channels-last output.
+    One copy, into `out` when given (any strided view of that shape, e.g. a channel slice of a
+    larger buffer); a new output takes the input's layout (channels-last stays channels-last).
     """
     b, c, height, width = x.shape
+    if out is None:
+        out = torch.empty((b, 4 * c, height // 2, width // 2), dtype=x.dtype, device=x.device,
+                          memory_format=_layout(x))
     blocks = x.reshape(b, c, height // 4, 2, 2, width // 4, 2, 2)  # b c a n h e m w
-    if _is_channels_last(x):
-        rows = blocks.permute(0, 2, 4, 5, 7, 1, 3, 6).reshape(b, height // 2, width // 2, 4 * c)
-        return rows.permute(0, 3, 1, 2)
-    return blocks.permute(0, 1, 3, 6, 2, 4, 5, 7).reshape(b, 4 * c, height // 2, width // 2)
+    out.view(b, c, 2, 2, height // 4, 2, width // 4, 2).copy_(blocks.permute(0, 1, 3, 6, 2, 4, 5, 7))
+    return out
 
 
 def shuffle_up(x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +102,11 @@ class ShuffledFusion(nn.Module):
 
     def forward(self, pair: torch.Tensor) -> torch.Tensor:
         """`pair` is the channel concatenation [shuffled forward, shuffled backward]."""
-        return self.tailConv(self.body(self.headConv(pair)))
+        return self.after_head(self.headConv(pair))
+
+    def after_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Everything after headConv, so a caller can drop the (largest) pair buffer once it is read."""
+        return self.tailConv(self.body(features))
 
 
 class SRFEEncoder(nn.Module):
@@ -115,19 +125,22 @@ class SRFE(nn.Module):
         self.encoder = SRFEEncoder(in_channels)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        if x1.shape != x2.shape:
-            raise ValueError(f"SRFE needs equal shapes, got {tuple(x1.shape)} and {tuple(x2.shape)}")
-        return self.fuse_pair(torch.cat([x1, x2], dim=1))
-
-    def fuse_pair(self, pair: torch.Tensor) -> torch.Tensor:
-        """Same as forward on the concatenation [x1, x2] (B,2C,H,W), saving a copy.
+        """Pad both to multiples of 4 (bottom/right zeros), shuffle, fuse, shuffle back, crop.
 
         Shuffling commutes with channel concatenation (channels of x2 land after those of x1),
-        so the pair is padded and shuffled in one go.
+        so each input is shuffled straight into its half of one buffer: no full-size pair copy.
         """
-        height, width = pair.shape[-2:]
+        if x1.shape != x2.shape:
+            raise ValueError(f"SRFE needs equal shapes, got {tuple(x1.shape)} and {tuple(x2.shape)}")
+        b, c, height, width = x1.shape
         pad_h, pad_w = -height % BLOCK, -width % BLOCK
-        if pad_h or pad_w:
-            pair = F.pad(pair, (0, pad_w, 0, pad_h))
-        fused = self.encoder.interpolate(shuffle_down(pair))
-        return shuffle_up(fused)[..., :height, :width]
+        pair = torch.empty((b, 8 * c, (height + pad_h) // 2, (width + pad_w) // 2),
+                           dtype=torch.promote_types(x1.dtype, x2.dtype), device=x1.device, memory_format=_layout(x1))
+        for half, x in enumerate((x1, x2)):
+            if pad_h or pad_w:
+                x = F.pad(x, (0, pad_w, 0, pad_h))
+            shuffle_down(x, pair[:, half * 4 * c:(half + 1) * 4 * c])
+        fusion = self.encoder.interpolate
+        features = fusion.headConv(pair)
+        del pair
+        return shuffle_up(fusion.after_head(features))[..., :height, :width]

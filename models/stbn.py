@@ -23,6 +23,7 @@ from models.flow import FLOW_KINDS, FlowFn, make_flow_fn, pair_flows
 from models.fusion import DilatedFusion
 from models.pwc import PWCNet
 from models.srfe import SRFE
+from models.tiling import band_rows, conv_radius, map_row_bands
 from models.warp import backward_warp
 
 ALIGN_MODES = ("nearest", "bilinear", "softsplat")
@@ -51,10 +52,7 @@ class PixelwiseDirectionFusion(nn.Module):
         self.conv = nn.Conv2d(2 * channels, channels, 1)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        return self.fuse_pair(torch.cat([x1, x2], dim=1))
-
-    def fuse_pair(self, pair: torch.Tensor) -> torch.Tensor:
-        return self.conv(pair)
+        return self.conv(torch.cat([x1, x2], dim=1))
 
 
 class STBN(nn.Module):
@@ -150,23 +148,39 @@ class STBN(nn.Module):
         return backward_warp(h, flow, mode=self.align_mode)
 
     def propagate(self, direction: str, frame: torch.Tensor, nmap: torch.Tensor | None,
-                  h_prev_warped: torch.Tensor | None) -> torch.Tensor:
+                  h_prev_warped: torch.Tensor | None, band_pixels: int | None = None) -> torch.Tensor:
         """One recurrence step: frame (N,C,H,W), noise map like it (ignored without noise_map),
-        aligned previous state (N,F,H,W) or None for the first frame -> new state (N,F,H,W)."""
+        aligned previous state (N,F,H,W) or None for the first frame -> new state (N,F,H,W).
+
+        `band_pixels`: compute in horizontal bands of about this many pixels (models/tiling.py):
+        the same numbers, with the step's wide intermediate maps only a band high.
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         cell = self.forward_rnn if direction == "forward" else self.backward_rnn
         first = h_prev_warped is None
-        if first:
-            h_prev_warped = frame.new_zeros(frame.shape[0], self.num_channels, *frame.shape[2:])
-        h = cell(self._join([frame, h_prev_warped] + ([nmap] if self.noise_map else [])))
-        if first or not self.use_bsa:
-            return h
-        return self.concat(self._join([h, h_prev_warped]))
+        refuse = self.use_bsa and not first
+        parts = [frame, h_prev_warped] if not first else [frame]
+        if self.noise_map:
+            parts.append(torch.broadcast_to(nmap, frame.shape))
+
+        def step(band: list[torch.Tensor]) -> torch.Tensor:
+            band_frame = band[0]
+            warped = band_frame.new_zeros(band_frame.shape[0], self.num_channels, *band_frame.shape[2:]) \
+                if first else band[1]
+            inputs = [band_frame, warped] + (band[-1:] if self.noise_map else [])
+            h = cell(self._join(inputs))
+            return self.concat(self._join([h, warped])) if refuse else h
+
+        if band_pixels is None:
+            return step(parts)
+        halo = conv_radius(cell) + (conv_radius(self.concat) if refuse else 0)
+        rows = band_rows(frame.shape[-2], frame.shape[-1], band_pixels, halo)
+        return map_row_bands(step, parts, halo, rows)
 
     def reconstruct(self, h_forward: torch.Tensor, h_backward: torch.Tensor) -> torch.Tensor:
         """Forward and backward states (M,F,H,W) of the same frames -> head output (M,9,H,W)."""
-        return self._reconstruct_pair(self._join([h_forward, h_backward]))
+        return self.d2(self.d(h_forward, h_backward))
 
     def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """torch.cat along channels, written into one buffer in the model's memory format."""
@@ -181,9 +195,6 @@ class STBN(nn.Module):
             joined[:, start:start + part.shape[1]] = part
             start += part.shape[1]
         return joined
-
-    def _reconstruct_pair(self, pair: torch.Tensor) -> torch.Tensor:
-        return self.d2(self.d.fuse_pair(pair))
 
     # ------------------------------------------------------------------ whole clip
     def _check_inputs(self, seqn: torch.Tensor,
@@ -241,15 +252,17 @@ class STBN(nn.Module):
     def _reconstruct_frames(self, pending: list[tuple[int, torch.Tensor]],
                             forward_hs: list[torch.Tensor | None], out: torch.Tensor) -> None:
         """Fuse a batch of frames (given in decreasing order) and write their outputs into `out`."""
-        n, c = out.shape[0], self.num_channels
+        n = out.shape[0]
         first = pending[-1][0]
-        g = pending[0][1]
-        pair = torch.empty((len(pending) * n, 2 * c, *out.shape[-2:]), dtype=g.dtype, device=g.device,
-                           memory_format=self.memory_format)
+        rows = len(pending) * n
+        like = pending[0][1]
+        forward_batch = torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device,
+                                    memory_format=self.memory_format)
+        backward_batch = torch.empty_like(forward_batch)
         for i, g in pending:
-            rows = slice((i - first) * n, (i - first + 1) * n)
-            pair[rows, :c] = forward_hs[i]
-            pair[rows, c:] = g
+            batch_rows = slice((i - first) * n, (i - first + 1) * n)
+            forward_batch[batch_rows] = forward_hs[i]
+            backward_batch[batch_rows] = g
             forward_hs[i] = None  # release the forward state early
-        result = self._reconstruct_pair(pair)
+        result = self.reconstruct(forward_batch, backward_batch)
         out[:, first:first + len(pending)] = result.view(len(pending), n, *result.shape[1:]).transpose(0, 1)

@@ -149,3 +149,17 @@ def test_invalid_options_are_rejected():
         model.set_flow_source("raft")
     model.set_flow_source("dis")
     assert model.flow_source == "dis"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_banded_propagation_equals_the_whole_frame(monkeypatch, variant):
+    """`band_pixels` only changes how a step is computed: first and later steps, every variant."""
+    model = _small_model(monkeypatch, **VARIANTS[variant]).eval()
+    frame, nmap = torch.rand(1, 3, 29, 12), torch.full((1, 3, 29, 12), 0.1)
+    warped = torch.rand(1, 8, 29, 12)
+    with torch.no_grad():
+        for previous in (None, warped):
+            whole = model.propagate("forward", frame, nmap, previous)
+            banded = model.propagate("forward", frame, nmap, previous, band_pixels=12 * 20)
+            assert (banded - whole).abs().max().item() < 1e-6
+            assert whole.abs().mean().item() > 1e-3
