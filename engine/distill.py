@@ -15,6 +15,10 @@ stay gradient-free, so the likelihood never reaches the student.
 Teachers: 'pwc' is the official one, a frozen copy of the student's initial weights (it is not a
 submodule, so it is not in the model's state dict; training stores it under `teacher_pwc`);
 'dis' is OpenCV DIS on μ, which needs no weights and lets a student PWC-Net learn from scratch.
+
+From-scratch aids (not the paper's setting, which fine-tunes a pretrained PWC-Net): `he_init_`
+re-initialises a random student so its cost volumes are not vanishingly small, and the norm term's
+weight can be changed (`norm_weight`, official NORM_WEIGHT).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ NORM_WEIGHT = 4e-4  # weight of the student's summed parameter norms inside loss
 STUDENT_LR = 1e-5  # the student's Adam learning rate (official extra parameter group)
 PAPER_DISTILL_START = 1000  # iterations before distillation starts (paper; the official code: 0)
 TEACHER_KEY = "teacher_pwc"  # checkpoint key of the teacher's weights (ignored by the authors' scripts)
+STUDENT_INITS = ("default", "he")
 
 
 def parameter_norm_sum(params: Iterable[nn.Parameter]) -> torch.Tensor:
@@ -42,18 +47,43 @@ def parameter_norm_sum(params: Iterable[nn.Parameter]) -> torch.Tensor:
 
 
 def distillation_loss(student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor],
-                      student_params: Iterable[nn.Parameter],
-                      weight: float = FLOW_LOSS_WEIGHT) -> torch.Tensor:
-    """`weight` * (mean-L1 of both directions + NORM_WEIGHT * Σ ||θ||₂); flows as `pair_flows` gives."""
-    l1 = F.l1_loss(student[0], teacher[0]) + F.l1_loss(student[1], teacher[1])
-    return weight * (l1 + NORM_WEIGHT * parameter_norm_sum(student_params))
+                      student_params: Iterable[nn.Parameter], weight: float = FLOW_LOSS_WEIGHT,
+                      norm_weight: float = NORM_WEIGHT) -> torch.Tensor:
+    """`weight` * (mean-L1 of both directions + `norm_weight` * Σ ||θ||₂); flows as `pair_flows` gives.
+
+    `norm_weight` 0 drops the norm term (and skips computing it)."""
+    loss = F.l1_loss(student[0], teacher[0]) + F.l1_loss(student[1], teacher[1])
+    if norm_weight:
+        loss = loss + norm_weight * parameter_norm_sum(student_params)
+    return weight * loss
+
+
+def he_init_(pwcnet: PWCNet) -> PWCNet:
+    """Re-initialise a PWC-Net in place for training from scratch; returns it.
+
+    PyTorch's default layer init shrinks the signal through the feature pyramid, so a random
+    PWC-Net's cost volumes are ~1e-4 (bikes, sigma 30) and carry almost no motion signal. Here
+    every (transposed) convolution gets He-normal weights for leaky ReLU slope 0.1 and zero
+    biases (cost volumes ~0.1), and the layers that output flow (each decoder's `netSix` and the
+    refiner's last conv) get zero weights, so the initial flow is zero instead of tens of pixels.
+    Uses the global torch RNG.
+    """
+    for module in pwcnet.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(module.weight, a=0.1, nonlinearity="leaky_relu")
+            nn.init.zeros_(module.bias)
+    decoders = (pwcnet.netSix, pwcnet.netFiv, pwcnet.netFou, pwcnet.netThr, pwcnet.netTwo)
+    for head in [d.netSix[0] for d in decoders] + [pwcnet.netRefiner.netMain[-1]]:
+        nn.init.zeros_(head.weight)
+    return pwcnet
 
 
 class FlowDistillation:
     """Teacher, student and schedule of the flow distillation; `loss` gives the extra loss term."""
 
     def __init__(self, student: PWCNet, teacher: str = "pwc", teacher_pwc: PWCNet | None = None,
-                 weight: float = FLOW_LOSS_WEIGHT, start_iteration: int = PAPER_DISTILL_START) -> None:
+                 weight: float = FLOW_LOSS_WEIGHT, start_iteration: int = PAPER_DISTILL_START,
+                 norm_weight: float = NORM_WEIGHT) -> None:
         if teacher not in TEACHERS:
             raise ValueError(f"unknown teacher {teacher!r}; expected one of {TEACHERS}")
         if (teacher == "pwc") != (teacher_pwc is not None):
@@ -64,6 +94,7 @@ class FlowDistillation:
         if teacher_pwc is not None:
             teacher_pwc.requires_grad_(False).eval()
         self.weight = weight
+        self.norm_weight = norm_weight
         self.start_iteration = start_iteration
         self._teacher_flow = make_flow_fn(teacher, teacher_pwc)
         self._student_flow = make_flow_fn("pwc", student, requires_grad=True)
@@ -82,7 +113,7 @@ class FlowDistillation:
         with torch.no_grad():
             teacher = pair_flows(self._teacher_flow, out[:, :, :3].detach().float())
         student = pair_flows(self._student_flow, seqn.float())
-        return distillation_loss(student, teacher, self.student.parameters(), self.weight)
+        return distillation_loss(student, teacher, self.student.parameters(), self.weight, self.norm_weight)
 
     def teacher_state(self) -> dict[str, torch.Tensor] | None:
         """The teacher's weights for the checkpoint (None for DIS)."""

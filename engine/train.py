@@ -36,8 +36,8 @@ from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset
 from datasets.train_clips import TrainClipDataset
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, variant_options
-from engine.distill import (FLOW_LOSS_WEIGHT, PAPER_DISTILL_START, STUDENT_LR, TEACHER_KEY, TEACHERS,
-                            FlowDistillation)
+from engine.distill import (FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR,
+                            TEACHER_KEY, TEACHERS, FlowDistillation, he_init_)
 from engine.distributed import (DistContext, all_ranks_true, average_gradients, barrier, broadcast_object,
                                 setup_distributed, teardown_distributed)
 from engine.inference import denoise_sequence
@@ -128,6 +128,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
                          help="weight alpha of the flow loss (paper and official 5e-4)")
     distill.add_argument("--distill_lr", type=float, default=STUDENT_LR,
                          help="Adam learning rate of the student (official 1e-5; MultiStepLR scales it too)")
+    distill.add_argument("--distill_norm_weight", type=float, default=NORM_WEIGHT,
+                         help="weight of the student's summed parameter norms inside the flow loss "
+                              "(official 4e-4; 0 drops the term)")
+    distill.add_argument("--student_init", default="default", choices=STUDENT_INITS,
+                         help="initial student without --pwc_weights: default (PyTorch's layer init; its cost "
+                              "volumes are ~1e-4) or he (He init, zero flow heads; a from-scratch aid, not the paper's)")
     return p
 
 
@@ -160,6 +166,10 @@ def validate_args(args: argparse.Namespace) -> None:
     for name in ("distill_weight", "distill_lr"):
         value = getattr(args, name)
         _require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
+    _require(math.isfinite(args.distill_norm_weight) and args.distill_norm_weight >= 0,
+             f"--distill_norm_weight must be a number of at least 0, got {args.distill_norm_weight}")
+    _require(args.student_init == "default" or args.pwc_weights is None,
+             f"--student_init {args.student_init} initialises a student without weights; drop it or --pwc_weights")
     parse_noise_ival(args.noise_ival, "--noise_ival")
     parse_sigma(args.val_noiseL, "--val_noiseL")
     if args.log_dir is None:
@@ -274,6 +284,8 @@ def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext
     seed_epoch(args.seed, 0, 0)  # same initial weights on every rank and every rerun
     model = build_model(args.model, img_channels=3, num_resblocks=args.num_resblocks,
                         num_channels=args.num_channels, **variant_options(vars(args)))
+    if args.distill and args.student_init == "he" and resume is None:
+        he_init_(model.pwcnet)
     pwc_known = False
     if resume is not None:
         load_model_weights(model, resume, source="the checkpoint being resumed")
@@ -307,7 +319,8 @@ def _build_distillation(args: argparse.Namespace, model: nn.Module, resume: dict
                      "--teacher pwc needs the initial PWC-Net weights (--pwc_weights PATH); "
                      "--teacher dis trains a student from random weights")
             teacher_pwc = FlowDistillation.frozen_copy(model.pwcnet)
-    return FlowDistillation(model.pwcnet, args.teacher, teacher_pwc, args.distill_weight, args.distill_start)
+    return FlowDistillation(model.pwcnet, args.teacher, teacher_pwc, args.distill_weight, args.distill_start,
+                            args.distill_norm_weight)
 
 
 def _find_resume(log_dir: Path, ctx: DistContext, log) -> tuple[Path | None, int]:

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from engine.denoiser import load_denoiser
-from engine.distill import NORM_WEIGHT, TEACHER_KEY, FlowDistillation, distillation_loss
+from engine.distill import NORM_WEIGHT, TEACHER_KEY, FlowDistillation, distillation_loss, he_init_
 from engine.train import build_arg_parser, compute_loss, train
 from models import build_model
+from models.cost_volume import cost_volume
 from models.flow import estimate_flow
 from models.pwc import PWCNet, load_pwc_weights, save_pwc_weights
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
@@ -31,6 +32,27 @@ def test_loss_is_weighted_l1_plus_unsquared_norms():
     # L1: 1 + 0.5; norms: 5 + 2 (not 25 + 4).
     loss = distillation_loss(student, teacher, params, weight=5e-4)
     assert loss.item() == pytest.approx(5e-4 * (1.5 + NORM_WEIGHT * 7.0), rel=1e-6)
+    # --distill_norm_weight: another weight, or 0 for the plain L1.
+    assert distillation_loss(student, teacher, params, 5e-4, norm_weight=0.1).item() == pytest.approx(
+        5e-4 * (1.5 + 0.1 * 7.0), rel=1e-6)
+    assert distillation_loss(student, teacher, params, 5e-4, norm_weight=0.0).item() == pytest.approx(
+        5e-4 * 1.5, rel=1e-6)
+
+
+def test_he_init_zeroes_the_flow_and_keeps_the_cost_volume_alive():
+    images = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    default, he = PWCNet(), he_init_(PWCNet())
+    with torch.no_grad():
+        assert he(images[:1], images[1:]).abs().max().item() == 0.0  # flow heads are zero
+        assert default(images[:1], images[1:]).abs().max().item() > 0.0
+        volumes = [cost_volume(*net.netExtractor(images)[1].split(1)).std().item() for net in (default, he)]
+    assert volumes[1] > 30 * volumes[0]  # level-2 cost volume: ~1e-4 with PyTorch's init
+    first = he.netExtractor.netOne[0]
+    expected_std = (2 / (1 + 0.1 ** 2) / 27) ** 0.5  # He-normal, leaky slope 0.1, fan_in 3*3*3
+    assert first.weight.std().item() == pytest.approx(expected_std, rel=0.1)
+    assert first.bias.abs().max().item() == 0.0
+    assert he.netRefiner.netMain[-1].weight.abs().max().item() == 0.0
 
 
 def test_teacher_reads_the_mean_and_student_the_noisy_frames():
@@ -152,3 +174,28 @@ def test_distillation_argument_errors(distill_setup, tmp_path):
         _run(distill_setup, tmp_path / "b", "--no_distill", epochs=2, flow="zero", pwc_weights=None)
     with pytest.raises(UserError, match="--distill_start must be at least 0"):
         _run(distill_setup, tmp_path / "c", distill_start=-1)
+    with pytest.raises(UserError, match="--distill_norm_weight must be a number of at least 0"):
+        _run(distill_setup, tmp_path / "d", distill_norm_weight=-1)
+    with pytest.raises(UserError, match="--student_init he initialises a student without weights"):
+        _run(distill_setup, tmp_path / "e", teacher="dis", student_init="he")
+
+
+def test_he_student_from_scratch_with_the_dis_teacher_and_no_norm_term(distill_setup, tmp_path):
+    result = _run(distill_setup, tmp_path, epochs=1, teacher="dis", pwc_weights=None, student_init="he",
+                  distill_norm_weight=0)
+    ckpt = load_checkpoint(tmp_path / "ckpt_e1.pth")
+    assert ckpt["args"]["student_init"] == "he" and ckpt["args"]["distill_norm_weight"] == 0
+    torch.manual_seed(0)  # the trainer seeds its initial weights this way (seed 0)
+    fresh = build_model("bdc_flow", num_resblocks=2, num_channels=8).pwcnet
+    initial = he_init_(fresh).state_dict()
+    student = _pwc_state(ckpt)
+    heads = [k for k in initial if (k.endswith("netSix.0.weight") and "Extractor" not in k)
+             or k == "netRefiner.netMain.12.weight"]
+    assert len(heads) == 6 and all(initial[k].abs().max() == 0 for k in heads)
+    # One Adam step (lr 1e-3) from the He init: no weight moved by more than the learning rate.
+    assert all((student[k] - initial[k]).abs().max().item() <= 1e-3 * 1.01 for k in initial)
+    # In the first student step only the two layers that output the final flow get gradients.
+    final = ["netTwo.netSix.0.weight", "netRefiner.netMain.12.weight"]
+    assert all((student[k].abs().max().item() > 0) == (k in final) for k in heads)
+    assert torch.equal(result["model"].pwcnet.state_dict()["netRefiner.netMain.12.weight"],
+                       student["netRefiner.netMain.12.weight"])
