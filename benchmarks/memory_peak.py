@@ -3,7 +3,8 @@
 Each case runs in a fresh subprocess (so peaks do not mix) and reports `ru_maxrss` of that process,
 plus the memory held before denoising (torch, model, noisy clip) so the denoiser's own share shows.
 Default: the released configuration (64 channels) at 960x540 with 10, 40 and 85 frames, bounded
-path only (the one-pass path needs about 25 GB there); this takes a long time on a small CPU.
+path only (the one-pass path needs about 25 GB there); this takes a long time on a small CPU
+(85 frames: peak 2619 MiB, about 1.6 h on a shared 2-core CPU, benchmarks/results/memory_peak_960x540.txt).
 
     python -m benchmarks.memory_peak                       # 960x540, bounded, 10/40/85 frames
     python -m benchmarks.memory_peak --small               # 128x224, 16 channels, both paths
