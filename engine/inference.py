@@ -29,7 +29,8 @@ MEMORY_MODES = ("auto", "full", "bounded")
 # each backward step 2.6 times on average (8 states: 2.4) and peaks well under 3 GB.
 DEFAULT_STATE_BUDGET = 768 << 20
 # The bounded path runs each recurrence step in horizontal bands of about this many pixels
-# (models/tiling.py): a 960x540 frame in two bands, a 4K frame in about eight.
+# (models/tiling.py): a 960x540 frame in three bands of 180 rows (+21 halo rows each side for the
+# released model); very wide frames get thin bands, which recompute relatively more halo.
 STEP_BAND_PIXELS = 1 << 18
 # 'auto' takes the one-pass path when its estimate is below this share of the free memory.
 _FULL_PATH_SHARE = 0.5

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.blind_spot import DilatedConvPair
+from models.tiling import memory_format_of
 
 # SRFE works on 4x4 blocks: inputs are zero-padded (bottom/right) to multiples of this.
 BLOCK = 4
@@ -24,10 +25,6 @@ BLOCK = 4
 
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if _is_channels_last(x) else torch.contiguous_format
 
 
 def shuffle_down(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,7 +37,7 @@ def shuffle_down(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tens
     b, c, height, width = x.shape
     if out is None:
         out = torch.empty((b, 4 * c, height // 2, width // 2), dtype=x.dtype, device=x.device,
-                          memory_format=_layout(x))
+                          memory_format=memory_format_of(x))
     blocks = x.reshape(b, c, height // 4, 2, 2, width // 4, 2, 2)  # b c a n h e m w
     out.view(b, c, 2, 2, height // 4, 2, width // 4, 2).copy_(blocks.permute(0, 1, 3, 6, 2, 4, 5, 7))
     return out
@@ -135,7 +132,8 @@ class SRFE(nn.Module):
         b, c, height, width = x1.shape
         pad_h, pad_w = -height % BLOCK, -width % BLOCK
         pair = torch.empty((b, 8 * c, (height + pad_h) // 2, (width + pad_w) // 2),
-                           dtype=torch.promote_types(x1.dtype, x2.dtype), device=x1.device, memory_format=_layout(x1))
+                           dtype=torch.promote_types(x1.dtype, x2.dtype), device=x1.device,
+                           memory_format=memory_format_of(x1))
         for half, x in enumerate((x1, x2)):
             if pad_h or pad_w:
                 x = F.pad(x, (0, pad_w, 0, pad_h))

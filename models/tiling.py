@@ -58,13 +58,14 @@ def map_row_bands(fn: BandFn, parts: Sequence[torch.Tensor], halo: int, rows: in
         band = fn([part[..., lo:hi, :] for part in parts])
         if out is None:
             out = torch.empty((*band.shape[:-2], height, band.shape[-1]), dtype=band.dtype,
-                              device=band.device, memory_format=_memory_format(band))
+                              device=band.device, memory_format=memory_format_of(band))
         out[..., top:bottom, :] = band[..., top - lo:bottom - lo, :]
         del band
     return out
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a 4-D channels-last tensor, else contiguous_format (to allocate alike)."""
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
