@@ -15,7 +15,8 @@ from torch import nn
 
 from models import build_model
 from models.pwc import load_pwc_weights
-from utils.checkpoint import add_module_prefix, load_checkpoint, load_model_weights, save_checkpoint
+from utils.checkpoint import (add_module_prefix, load_checkpoint, load_model_weights, pwc_weights_trained,
+                              recorded_flow_source, save_checkpoint)
 from utils.errors import UserError, warn
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -46,27 +47,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def recorded_flow_source(checkpoint: Mapping[str, Any]) -> str | None:
-    """The flow source our training wrote into the checkpoint (None for the authors' files)."""
-    args = checkpoint.get("args")
-    return args.get("flow_source") if isinstance(args, Mapping) else None
+def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_given: bool) -> tuple[str, str | None]:
+    """(the flow to align with, a note saying why when it is not the obvious choice).
 
-
-def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_given: bool) -> str:
-    """The flow to use. 'auto': PWC-Net when its weights are real (authors' checkpoint, a
-    checkpoint trained with PWC flow, or --pwc_weights), else what training used (DIS / zero).
-    A distillation run's PWC-Net (the student) is trained even when DIS aligned during training,
-    so --flow pwc accepts it; 'auto' keeps the flow the denoiser was trained with."""
+    'auto': PWC-Net when its weights are trained (an authors'-format file, a checkpoint trained
+    with PWC flow or by distillation, or --pwc_weights), else the flow the denoiser was trained
+    with (DIS / zero); a bare state dict records nothing, so 'auto' takes DIS rather than trusting
+    its PWC-Net. '--flow pwc' is refused for a checkpoint known to hold untrained PWC-Net weights
+    and allowed, with a note, for a bare state dict.
+    """
+    trained = True if pwc_weights_given else pwc_weights_trained(checkpoint)
     recorded = recorded_flow_source(checkpoint)
-    args = checkpoint.get("args")
-    distilled = isinstance(args, Mapping) and bool(args.get("distill"))
-    pwc_known = pwc_weights_given or distilled or recorded in (None, "pwc")
     if flow == "auto":
-        return "pwc" if pwc_known else recorded
-    if flow == "pwc" and not pwc_known:
+        if trained:
+            return "pwc", None
+        if trained is None:
+            return "dis", ("a bare state dict does not record whether its PWC-Net weights are trained; "
+                           "using DIS flow (--flow pwc aligns with its PWC-Net, --pwc_weights with another)")
+        return recorded, (f"holds no trained PWC-Net weights (trained with {recorded} flow); using {recorded} "
+                          "flow (pass --pwc_weights to use PWC-Net)")
+    if flow == "pwc" and trained is False:
         raise UserError(f"--flow pwc: this checkpoint was trained with {recorded} flow and holds no "
                         "trained PWC-Net weights; pass --pwc_weights PATH or use --flow auto")
-    return flow
+    if flow == "pwc" and trained is None:
+        return "pwc", ("aligning with the PWC-Net weights of a bare state dict, which does not record "
+                       "whether they are trained")
+    return flow, None
 
 
 def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: str = "bdc_2_unify",
@@ -87,10 +93,9 @@ def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: st
     load_model_weights(network, checkpoint, source=f"checkpoint '{model_file}'")
     if pwc_weights:
         load_pwc_weights(network.pwcnet, pwc_weights)
-    source = choose_flow_source(flow, checkpoint, bool(pwc_weights))
-    if flow == "auto" and source != "pwc":
-        warn(f"checkpoint '{model_file}' holds no trained PWC-Net weights (trained with {source} flow); "
-             f"using {source} flow (pass --pwc_weights to use PWC-Net)")
+    source, note = choose_flow_source(flow, checkpoint, bool(pwc_weights))
+    if note:
+        warn(f"checkpoint '{model_file}': {note}")
     network.set_flow_source(source)
     network.requires_grad_(False)
     return network.to(device).eval(), checkpoint

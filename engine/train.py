@@ -47,7 +47,7 @@ from models import build_model
 from models.pwc import PWCNet, load_pwc_weights, save_pwc_weights
 from utils.atomic import remove_temp_files
 from utils.checkpoint import (CHECKPOINT_NAME, add_module_prefix, checkpoint_path, latest_checkpoint,
-                              load_checkpoint, load_model_weights, save_checkpoint)
+                              load_checkpoint, load_model_weights, pwc_weights_trained, save_checkpoint)
 from utils.errors import UserArgumentParser, UserError, warn
 from utils.gaussian import loglike_loss, posterior_mean
 from utils.metrics import sequence_psnr
@@ -58,6 +58,10 @@ GRAD_CLIP_NORM = 1.0
 # Consecutive non-finite steps after which training stops (the last checkpoint stays intact).
 MAX_NONFINITE_IN_A_ROW = 5
 CURVES_PNG = "curves.png"
+
+
+# Training sigma range per model when --noise_ival is not given: each official script's default.
+DEFAULT_NOISE_IVAL = {"bdc_2_unify": (5.0, 55.0), "stbn": (5.0, 55.0), "bdc_flow": (30.0, 30.0)}
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -76,8 +80,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     official.add_argument("--gamma", type=float, default=0.5, help="learning-rate decay factor")
     official.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
     official.add_argument("--print_every", type=int, default=200, help="log every N iterations")
-    official.add_argument("--noise_ival", type=float, nargs=2, default=[5.0, 55.0], metavar=("LOW", "HIGH"),
-                          help="training sigma range on the 0-255 scale; equal values = fixed sigma")
+    official.add_argument("--noise_ival", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                          help="training sigma range on the 0-255 scale; equal values = fixed sigma "
+                               f"(default: {' '.join(map(str, DEFAULT_NOISE_IVAL['bdc_2_unify']))}, as the "
+                               "authors' main script; 30 30 for bdc_flow, as their distillation script)")
     official.add_argument("--val_noiseL", type=float, default=30.0,
                           help="validation sigma on the 0-255 scale")
     official.add_argument("--patch_size", "--p", type=int, default=96, help="training crop size")
@@ -170,6 +176,8 @@ def validate_args(args: argparse.Namespace) -> None:
              f"--distill_norm_weight must be a number of at least 0, got {args.distill_norm_weight}")
     _require(args.student_init == "default" or args.pwc_weights is None,
              f"--student_init {args.student_init} initialises a student without weights; drop it or --pwc_weights")
+    if args.noise_ival is None:
+        args.noise_ival = list(DEFAULT_NOISE_IVAL.get(args.model, DEFAULT_NOISE_IVAL["bdc_2_unify"]))
     parse_noise_ival(args.noise_ival, "--noise_ival")
     parse_sigma(args.val_noiseL, "--val_noiseL")
     if args.log_dir is None:
@@ -289,7 +297,7 @@ def _build_model(args: argparse.Namespace, resume: dict | None, ctx: DistContext
     pwc_known = False
     if resume is not None:
         load_model_weights(model, resume, source="the checkpoint being resumed")
-        pwc_known = resume.get("args", {}).get("flow_source") == "pwc"
+        pwc_known = bool(pwc_weights_trained(resume))  # an authors'-format file: its own PWC-Net
     if args.pwc_weights and not (resume is not None and args.distill):
         load_pwc_weights(model.pwcnet, args.pwc_weights)
         pwc_known = True

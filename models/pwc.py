@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.cost_volume import NUM_DISPLACEMENTS, cost_volume
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, pwc_weights_trained, recorded_flow_source, save_checkpoint
 from utils.errors import UserError
 
 LEVEL_NAMES = ("netOne", "netTwo", "netThr", "netFou", "netFiv", "netSix")
@@ -237,7 +237,11 @@ def load_pwc_weights(net: PWCNet, path: str | os.PathLike) -> None:
     `PWCNet` state dict, or an STBN checkpoint (keys `module.pwcnet.*` / `pwcnet.*`, optionally
     under `state_dict`). Raises `UserError` for a missing or unreadable file or one holding no
     PWC-Net."""
-    state = _extract_pwc_state(load_checkpoint(path), set(net.state_dict()))
+    data = load_checkpoint(path)
+    if pwc_weights_trained(data) is False:
+        raise UserError(f"--pwc_weights: '{path}' is an STBN checkpoint trained with "
+                        f"{recorded_flow_source(data)} flow; its PWC-Net weights were never trained")
+    state = _extract_pwc_state(data, set(net.state_dict()))
     if state is None:
         raise UserError(f"PWC-Net weights '{path}' hold no PWC-Net state dict (expected the authors' "
                         "network-default.pytorch, a PWCNet state dict or an STBN checkpoint)")

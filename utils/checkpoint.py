@@ -91,6 +91,29 @@ def _unreadable(path: Path, exc: Exception) -> str:
     return f"'{path}' is not a PyTorch checkpoint (not a file written by torch.save)"
 
 
+def recorded_flow_source(checkpoint: Mapping[str, Any]) -> str | None:
+    """How the checkpoint's denoiser was aligned: what our training recorded in `args`; 'pwc' for
+    an authors'-format file (a 'state_dict' and no recorded flow: their models align with their
+    own, real PWC-Net); None for a bare state dict, which records nothing."""
+    if "state_dict" not in checkpoint:
+        return None
+    args = checkpoint.get("args")
+    recorded = args.get("flow_source") if isinstance(args, Mapping) else None
+    return recorded or "pwc"
+
+
+def pwc_weights_trained(checkpoint: Mapping[str, Any]) -> bool | None:
+    """Whether the PWC-Net weights inside an STBN checkpoint are trained: True for the authors'
+    files, runs aligned with PWC-Net and distillation runs (the student is trained), False for runs
+    that aligned with DIS / zero flow (their PWC-Net kept its random initial weights), None for a
+    bare state dict (unknown)."""
+    source = recorded_flow_source(checkpoint)
+    if source is None:
+        return None
+    args = checkpoint.get("args")
+    return source == "pwc" or (isinstance(args, Mapping) and bool(args.get("distill")))
+
+
 def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict:
     """Remove the `module.` that DataParallel puts in front of every key (bare keys unchanged)."""
     return {k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k: v for k, v in state_dict.items()}

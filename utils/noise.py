@@ -1,10 +1,16 @@
 """Additive white Gaussian noise exactly as the official STBN scripts draw it.
 
-Test protocol (official sRGB_test.py): before each sequence the CPU RNG is seeded with 0 and one
-`normal_(0, sigma)` call fills a float32 tensor shaped like the whole clean sequence; the noisy
-sequence is `clean + noise`, never clipped. We draw from a private CPU generator seeded with 0,
-which yields the very same numbers as reseeding the global generator (tested) while leaving the
-caller's global RNG state untouched.
+Test protocol (official sRGB_test.py): before each sequence the CPU RNG is seeded with 0 and
+`torch.empty_like(seq).normal_(0, sigma)` fills one float32 tensor shaped like the whole clean
+sequence; the noisy sequence is `clean + noise`, never clipped, then made contiguous.
+
+The layout matters. The official loader (FastDVDnet's open_sequence) transposes each cv2 frame
+HxWx3 -> 3xHxW as a NumPy view, so `seq` is (T,3,H,W) with the strides of a (T,H,W,3) array, and
+`empty_like` keeps them. PyTorch's CPU `normal_` fills such a non-contiguous tensor with another
+kernel, in memory order, than a contiguous one: same distribution, different numbers. We
+therefore always draw into a (T,H,W,3) buffer viewed as (T,3,H,W), whatever layout the caller's
+tensor has. A private generator seeded with 0 yields the very same numbers as reseeding the
+global one (tested) and leaves the caller's global RNG state untouched.
 
 Training (official sRGB_train_bsn.py): one sigma per clip, uniform in [a, b] when the two
 `--noise_ival` values differ, fixed when they are equal; noise is i.i.d. per pixel, not clipped.
@@ -22,15 +28,28 @@ from utils.errors import UserError
 TEST_NOISE_SEED = 0
 
 
-def add_test_noise(seq: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Return `seq + N(0, sigma^2)` drawn as the official test does; `sigma` on the [0, 1] scale.
+def official_test_noise(shape: Sequence[int], sigma: float) -> torch.Tensor:
+    """The official test noise for a sequence of `shape` (..., C, H, W); `sigma` on the [0, 1] scale.
 
-    The noise is always drawn on the CPU in float32 over the full tensor shape (T,3,H,W) (a leading
-    batch dimension of 1 gives the same numbers) and then moved to `seq`'s device and dtype.
+    Drawn on the CPU in float32, in the memory layout of the official loader's tensors (channels
+    innermost, see the module docstring); leading dimensions of size 1 give the same numbers.
     """
+    *lead, channels, height, width = shape
     generator = torch.Generator().manual_seed(TEST_NOISE_SEED)
-    noise = torch.empty(seq.shape, dtype=torch.float32).normal_(0.0, float(sigma), generator=generator)
-    return seq + noise.to(device=seq.device, dtype=seq.dtype)
+    buffer = torch.empty((*lead, height, width, channels), dtype=torch.float32)
+    return buffer.movedim(-1, -3).normal_(0.0, float(sigma), generator=generator)
+
+
+def add_test_noise(seq: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Return `seq + N(0, sigma^2)` exactly as the official test does; `sigma` on the [0, 1] scale.
+
+    `seq` is (T,C,H,W) or (1,T,C,H,W) in any memory layout; the result is contiguous, on `seq`'s
+    device and dtype (the noise is added on the CPU in float32 for float32 CPU input, as officially).
+    """
+    if seq.dim() < 3:
+        raise ValueError(f"expected a sequence (..., C, H, W), got shape {tuple(seq.shape)}")
+    noise = official_test_noise(seq.shape, sigma)
+    return (seq + noise.to(device=seq.device, dtype=seq.dtype)).contiguous()
 
 
 def sample_train_sigma(batch: int, noise_ival: Sequence[float],

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from engine.evaluate import build_arg_parser, evaluate
 from models import build_model
-from tests.engine.synthetic import REPO_ROOT, make_sequence_folders
+from tests import official_protocol as official
+from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders
 from utils.checkpoint import add_module_prefix, save_checkpoint
 from utils.errors import UserError
 from utils.gaussian import posterior_mean
@@ -38,21 +38,9 @@ def setup(tmp_path_factory):
 
 
 def _by_hand(model, folder, sigma):
-    """The authors' steps, written out: cv2 read, seed 0, CPU noise, model, posterior, clamp, skimage."""
-    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(folder.glob("*.png"))]
-    # Contiguous (T,3,H,W) as FastDVDnet's reader stacks it: normal_ fills in memory order.
-    seq = torch.from_numpy(np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2)) / 255.).float()
-    torch.manual_seed(0)
-    seqn = seq + torch.empty_like(seq).normal_(mean=0, std=sigma / 255.)
-    noise_std = torch.FloatTensor([sigma / 255.])
-    with torch.no_grad():
-        out, _ = model(seqn[None], noise_std.expand(seqn.shape)[None])
-        den = posterior_mean(out, seqn[None], noise_std.item())[0].clamp(0, 1)
-    psnrs = [peak_signal_noise_ratio(c.numpy().clip(0, 1), d.numpy(), data_range=1.) for d, c in zip(den, seq)]
-    ssims = [structural_similarity(c.permute(1, 2, 0).double().numpy(), d.permute(1, 2, 0).double().numpy(),
-                                   channel_axis=2, win_size=11, gaussian_weights=True, sigma=1.5,
-                                   K1=0.01, K2=0.03, data_range=1) for d, c in zip(den, seq)]
-    return sum(psnrs) / len(psnrs), sum(ssims) / len(ssims), den
+    """The authors' steps (tests/official_protocol.py) with our posterior: psnr, ssim, denoised."""
+    run = official.run_sequence(model, str(folder), sigma, posterior=posterior_mean)
+    return run["psnr"], run["ssim"], run["den"]
 
 
 def _args(setup, *extra):
@@ -73,18 +61,40 @@ def test_protocol_numbers_json_and_pngs(setup, capsys):
         for name, seq in entry["sequences"].items():
             assert set(seq) == {"psnr", "ssim", "frames", "seconds"} and seq["frames"] == 4 and seq["seconds"] > 0
             psnr, ssim, den = _by_hand(setup["model"], setup["data"] / name, sigma)
-            assert seq["psnr"] == pytest.approx(psnr, abs=1e-9) and seq["ssim"] == pytest.approx(ssim, abs=1e-9)
+            assert seq["psnr"] == psnr and seq["ssim"] == ssim  # bit for bit
             expected.append((psnr, ssim))
             # PNGs per sigma (several sigmas), rounded as torchvision's save_image.
             png = cv2.cvtColor(cv2.imread(str(out_dir / f"sigma{key}" / name / "00003.png")), cv2.COLOR_BGR2RGB)
             assert np.array_equal(png, (den[3] * 255 + 0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
-        assert entry["psnr"] == pytest.approx(np.mean([e[0] for e in expected]), abs=1e-9)
-        assert entry["ssim"] == pytest.approx(np.mean([e[1] for e in expected]), abs=1e-9)
+        assert entry["psnr"] == sum(e[0] for e in expected) / len(expected)
+        assert entry["ssim"] == sum(e[1] for e in expected) / len(expected)
     # Lower noise must give the better score: a check that sigma really reaches noise and posterior.
     assert results["12.5"]["psnr"] > results["30"]["psnr"] + 1
     printed = capsys.readouterr().out
     assert f"sigma 30, PSNR: {results['30']['psnr']:6.4f}, SSIM: {results['30']['ssim']:6.4f}" in printed
     assert "Set8/seq0" in printed and "sigma 12.5, PSNR" in printed
+
+
+def test_srgb_test_script_gives_the_authors_numbers_on_odd_sizes_and_one_frame(setup, tmp_path):
+    """sRGB_test.py (a subprocess) on odd-sized PNG sequences, one of a single frame, against the
+    authors' procedure: bit for bit with our posterior; with their float32-inverse posterior the
+    numbers agree to the printed 4 decimals."""
+    root = tmp_path / "odd"
+    make_sequence_folders(root, num_sequences=1, num_frames=3, height=31, width=45, seed=3)
+    single = make_sequence_folders(tmp_path / "one", num_sequences=1, num_frames=1, height=27, width=33, seed=4)
+    (single / "seq0").rename(root / "zz_single")
+    result_file = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "sRGB_test.py", "--model_file", str(setup["prefixed"]), "--test_path",
+                          str(root), *TINY, "--noise_sigmas", "25", "--no_save", "--results_json", str(result_file)],
+                         cwd=REPO_ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    sequences = json.loads(result_file.read_text())["25"]["sequences"]
+    assert list(sequences) == ["seq0", "zz_single"] and sequences["zz_single"]["frames"] == 1
+    for name, entry in sequences.items():
+        ours = official.run_sequence(setup["model"], str(root / name), 25, posterior=posterior_mean)
+        assert (entry["psnr"], entry["ssim"]) == (ours["psnr"], ours["ssim"])
+        theirs = official.run_sequence(setup["model"], str(root / name), 25)
+        assert abs(entry["psnr"] - theirs["psnr"]) < 5e-5 and abs(entry["ssim"] - theirs["ssim"]) < 5e-6
 
 
 def test_bare_checkpoint_and_bounded_memory_give_the_same_numbers(setup):

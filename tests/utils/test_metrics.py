@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from skimage.metrics import peak_signal_noise_ratio
+
 from utils.metrics import frame_psnr, frame_ssim, sequence_psnr, sequence_ssim
 
 
@@ -60,3 +62,25 @@ def test_ssim_drops_with_noise_and_sequence_averages_frames():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError):
         frame_psnr(torch.zeros(3, 4, 4), torch.zeros(3, 4, 5))
+
+
+def test_metrics_equal_the_official_arrays_bit_for_bit_whatever_the_input_layout():
+    """Set8-sized frames: the official PSNR sums over (3,H,W) views of HxWx3 memory (the loader's
+    clean frames and the posterior's output), which changes the last bit against a contiguous
+    array on some frames; ours must give the official value for contiguous or channels-last input."""
+    from tests import official_protocol as official
+
+    rng = np.random.default_rng(1)
+    clean_hwc = rng.random((3, 540, 960, 3), dtype=np.float32)
+    den_hwc = clean_hwc + rng.normal(0, 0.05, clean_hwc.shape).astype(np.float32)
+    clean = torch.from_numpy(clean_hwc).permute(0, 3, 1, 2)  # official layout
+    den = torch.from_numpy(den_hwc).permute(0, 3, 1, 2)
+    naive = [peak_signal_noise_ratio(np.ascontiguousarray(c).clip(0, 1), np.ascontiguousarray(d), data_range=1.)
+             for c, d in zip(clean.numpy(), den.numpy())]
+    for i in range(3):
+        expected = official.batch_psnr(den[i:i + 1], clean[i:i + 1])
+        assert frame_psnr(den[i].contiguous(), clean[i].contiguous()) == expected
+        assert frame_psnr(den[i], clean[i]) == expected
+    assert official.batch_ssim(den[:1], clean[:1]) == frame_ssim(den[0].contiguous(), clean[0].contiguous())
+    # The layout really matters here: a contiguous computation misses the official value somewhere.
+    assert any(n != official.batch_psnr(den[i:i + 1], clean[i:i + 1]) for i, n in enumerate(naive))
