@@ -37,7 +37,7 @@ from engine.train import build_arg_parser as train_parser  # noqa: E402
 from engine.train import seed_epoch, train  # noqa: E402
 from models.flow import dis_flow, make_flow_fn, pair_flows, zero_flow  # noqa: E402
 from models.pwc import PWCNet  # noqa: E402
-from utils.noise import add_test_noise  # noqa: E402
+from utils.noise import add_test_noise, unit_sigma  # noqa: E402
 
 
 def endpoint_error(flows: tuple[torch.Tensor, torch.Tensor],
@@ -50,7 +50,7 @@ def held_out_clip(clip: str, frames: int, sigma: float) -> tuple[torch.Tensor, t
     """(clean, noisy) (1,T,3,H,W) from the first `frames` held-out frames, official test noise."""
     _, held_out = builtin_split(clip)
     clean = torch.from_numpy(held_out[:frames]).permute(0, 3, 1, 2).float().div(255)
-    return clean[None], add_test_noise(clean, sigma / 255.0)[None]
+    return clean[None], add_test_noise(clean, unit_sigma(sigma))[None]
 
 
 def student_epe(pwcnet: PWCNet, noisy: torch.Tensor, reference) -> float:

@@ -16,6 +16,7 @@ import torch
 
 from benchmarks.timing import summary, time_calls
 from utils.gaussian import EPS, loglike_loss, posterior_mean
+from utils.noise import unit_sigma
 
 
 def covariance_factor(out: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=960)
     args = parser.parse_args(argv)
 
-    sigma = 30 / 255
+    sigma = unit_sigma(30)
     out = well_conditioned_output(1, args.frames, args.height, args.width)
     noisy = out[:, :, :3] + sigma * torch.randn(1, args.frames, 3, args.height, args.width)
     print(f"Gaussian algebra on 1x{args.frames}x{args.width}x{args.height}, CPU, "

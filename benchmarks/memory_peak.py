@@ -24,6 +24,7 @@ import time
 import torch
 
 from engine.inference import DEFAULT_STATE_BUDGET
+from utils.noise import unit_sigma
 
 MIB = 1024 * 1024
 
@@ -41,13 +42,12 @@ def run_case(frames: int, height: int, width: int, channels: int, path: str, flo
     from models import build_model
 
     torch.manual_seed(0)
-    model = build_model("bdc_2_unify", num_channels=channels).eval()
-    model.set_flow_source(flow)
+    model = build_model("bdc_2_unify", num_channels=channels, flow=flow).eval()
     noisy = torch.rand(frames, 3, height, width)
     before = _rss_mib()
     start = time.perf_counter()
     checksum = 0.0
-    for _, frame in denoise_frames(model, noisy, 30 / 255, memory=path, state_budget=state_budget):
+    for _, frame in denoise_frames(model, noisy, unit_sigma(30), memory=path, state_budget=state_budget):
         checksum += float(frame.double().sum())
     seconds = time.perf_counter() - start
     return {"frames": frames, "path": path, "seconds": seconds, "before_mib": before, "peak_mib": _rss_mib(),

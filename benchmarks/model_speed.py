@@ -25,8 +25,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import summary, time_calls
 from models import build_model
-from models.stbn import STBN
+from models.stbn import OUTPUT_CHUNK_PIXELS, STBN
 from utils.errors import UserError
+from utils.noise import unit_sigma
 
 CONFIGS = {"released": dict(num_channels=64, num_resblocks=5),
            "small": dict(num_channels=16, num_resblocks=2)}
@@ -52,23 +53,19 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _variants(model: STBN, device: torch.device, baseline: bool):
-    """(label, setup, context) triples to time on the same model."""
-    chunk = model.output_chunk_pixels
-
+    """(label, setup, context, output chunk pixels) to time on the same model."""
     def ours() -> None:
         model.set_memory_format(torch.channels_last)
-        model.output_chunk_pixels = chunk
 
     def official_layout() -> None:
         model.set_memory_format(torch.contiguous_format)
-        model.output_chunk_pixels = 1  # one frame per SRFE/head call
 
-    rows = [("ours (channels-last, batched)", ours, nullcontext)]
+    rows = [("ours (channels-last, batched)", ours, nullcontext, OUTPUT_CHUNK_PIXELS)]
     if device.type == "cuda":
         rows.append(("ours + bf16 autocast", ours,
-                     lambda: torch.autocast("cuda", dtype=torch.bfloat16)))
-    if baseline:
-        rows.append(("official layout (NCHW, per frame)", official_layout, nullcontext))
+                     lambda: torch.autocast("cuda", dtype=torch.bfloat16), OUTPUT_CHUNK_PIXELS))
+    if baseline:  # one frame per SRFE/head call
+        rows.append(("official layout (NCHW, per frame)", official_layout, nullcontext, 1))
     return rows
 
 
@@ -112,18 +109,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name} {width}x{height}: {flops / pixels / 1e6:.2f} MFLOP per pixel and frame "
                   f"({flow_flops / pixels / 1e6:.2f} of them PWC-Net)")
             clip = torch.rand(shape, device=device)
-            noise_map = torch.full_like(clip, 30 / 255)
+            noise_map = torch.full_like(clip, unit_sigma(30))
             variants = _variants(model, device, args.baseline)
-            times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+            times: dict[str, list[float]] = {label: [] for label, *_ in variants}
             # Variants alternate within each repeat, so drifting load on a shared machine hits
             # them alike.
             for repeat in range(args.repeats + 1):
-                for label, setup, context in variants:
+                for label, setup, context, chunk in variants:
                     setup()
 
                     def run() -> None:
                         with torch.inference_mode(), context():
-                            model(clip, noise_map)
+                            model(clip, noise_map, output_chunk_pixels=chunk)
 
                     elapsed = time_calls(run, 1, device, warmup=0)
                     if repeat:  # the first round is the warm-up

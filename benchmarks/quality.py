@@ -26,6 +26,7 @@ from benchmarks.common import REPO_ROOT, run_record, timed
 from benchmarks.optional_packages import import_or_install
 from benchmarks.quality_report import format_table, plot_bars, write_json
 from benchmarks.scoring import noisy_clip, score, tune_parameter
+from utils.noise import unit_sigma
 from datasets.builtin import builtin_split
 
 NLM_H_FACTORS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)     # h = factor x sigma (0-255 scale)
@@ -56,10 +57,10 @@ def tune_classical(train_clean: np.ndarray, sigmas: list[float]) -> dict[float, 
     """Per sigma, the NLM h and TV weight with the best PSNR on a few training frames."""
     tuned = {}
     for sigma in sigmas:
-        noisy = noisy_clip(train_clean, sigma / 255.0)
+        noisy = noisy_clip(train_clean, unit_sigma(sigma))
         h, h_scores = tune_parameter(nlm_video, [f * sigma for f in NLM_H_FACTORS],
                                      noisy, train_clean)
-        weight, w_scores = tune_parameter(tv_video, [f * sigma / 255.0 for f in TV_WEIGHT_FACTORS],
+        weight, w_scores = tune_parameter(tv_video, [f * unit_sigma(sigma) for f in TV_WEIGHT_FACTORS],
                                           noisy, train_clean)
         tuned[sigma] = {"nlm_h": h, "nlm_psnr_by_h": h_scores, "tv_weight": weight,
                         "tv_psnr_by_weight": w_scores}
@@ -79,7 +80,7 @@ def classical_methods(sigma: float, tuned: dict, pywt_ok: bool) -> dict[str, tup
         "TV 3-D (skimage)": (lambda x: tv_video(x, tuned["tv_weight"]), {"weight": tuned["tv_weight"]}),
     }
     if pywt_ok:
-        methods["wavelet BayesShrink (skimage)"] = (lambda x: wavelet_video(x, sigma / 255.0),
+        methods["wavelet BayesShrink (skimage)"] = (lambda x: wavelet_video(x, unit_sigma(sigma)),
                                                    {"sigma": "given"})
     return methods
 
@@ -178,15 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         _, clean = clip_frames(clip, tuple(args.crop), args.max_frames)
         log(f"{clip}: {clean.shape[0]} held-out frames {clean.shape[1]}x{clean.shape[2]}")
         for sigma in args.sigmas:
-            noisy = noisy_clip(clean, sigma / 255.0)
+            noisy = noisy_clip(clean, unit_sigma(sigma))
             methods = classical_methods(sigma, tuned[sigma], pywt is not None)
             if clip in trained:
                 ckpt = trained[clip]["checkpoint"]
                 methods[f"STBN small ({args.stbn_minutes:g} min CPU)"] = (
-                    lambda x: stbn_denoise(load_small_stbn(ckpt, config), x, sigma / 255.0),
+                    lambda x: stbn_denoise(load_small_stbn(ckpt, config), x, unit_sigma(sigma)),
                     {"epochs": trained[clip]["epochs"]})
                 methods[f"STBN small + finetune {args.finetune_steps}"] = (
-                    lambda x: stbn_finetune_denoise(load_small_stbn(ckpt, config), x, sigma / 255.0,
+                    lambda x: stbn_finetune_denoise(load_small_stbn(ckpt, config), x, unit_sigma(sigma),
                                                     args.finetune_steps, config),
                     {"finetune_steps": args.finetune_steps})
             outputs = {}
@@ -221,7 +222,7 @@ def bm4d_region_rows(clip: str, sigma: float, clean: np.ndarray, noisy: np.ndarr
     rows = [make_row(clip, "BM4D crop", sigma, method, region(output), region(clean),
                      None, {"scored_on": "crop of its held-out output"})
             for method, output in outputs.items()]
-    den, seconds = timed(lambda: bm4d_video(region(noisy), sigma / 255.0, bm4d), args.repeats)
+    den, seconds = timed(lambda: bm4d_video(region(noisy), unit_sigma(sigma), bm4d), args.repeats)
     rows.append(make_row(clip, "BM4D crop", sigma, "BM4D (opponent colour)", den, region(clean), seconds, {}))
     return rows
 

@@ -23,7 +23,7 @@ from engine.denoiser import (ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_d
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.errors import UserArgumentParser, UserError
-from utils.noise import parse_sigma
+from utils.noise import parse_sigma, unit_sigma
 
 
 class VideoFrames(Sequence[torch.Tensor]):
@@ -111,7 +111,7 @@ def _validate(args: argparse.Namespace) -> float:
 
 def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses."""
-    sigma = _validate(args) / 255.0
+    sigma = unit_sigma(_validate(args))
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
                              args.pwc_weights, args.flow, args.align)

@@ -1,9 +1,11 @@
-"""Build a ready-to-run denoiser from a checkpoint: device, weights, PWC-Net weights, flow source.
+"""Build a ready-to-run denoiser from a checkpoint: its configuration, weights and flow source.
 
-Shared by the evaluation (`sRGB_test.py`) and `denoise.py`, so both accept the same checkpoints:
-the authors' release (a dict whose 'state_dict' has DataParallel `module.` keys and whose PWC-Net
-weights are the real ones), our training checkpoints (same layout; `args['flow_source']` records
-whether the PWC-Net weights are real or training used DIS / zero flow) and bare state dicts.
+Shared by the evaluation (`sRGB_test.py`), `denoise.py`, fine-tuning and the training resume, so
+all read a checkpoint the same way:
+- ours store their `StbnConfig` (key 'config') and rebuild exactly it;
+- the authors' release (a 'state_dict' with DataParallel `module.` keys, no config) is the
+  configuration the command line describes (the released one by default) with PWC flow;
+- a bare state dict is the same, with an unknown flow source (see `choose_flow_source`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from models import build_model
+from models import StbnConfig, build_model, model_config
+from models.alignment import ALIGN_MODES
 from models.pwc import load_pwc_weights
 from utils.checkpoint import (add_module_prefix, load_checkpoint, load_model_weights, pwc_weights_trained,
                               recorded_flow_source, save_checkpoint)
@@ -21,19 +24,24 @@ from utils.errors import UserError, warn
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 FLOW_CHOICES = ("auto", "pwc", "dis", "zero")
-ALIGN_CHOICES = ("nearest", "bilinear", "softsplat")
+ALIGN_CHOICES = ALIGN_MODES
 
 
-def variant_options(saved_args: Mapping[str, Any] | None, align: str | None = None) -> dict[str, Any]:
-    """STBN options of the ablation variant a training recorded in its arguments (`align`,
-    `no_bsa`, `no_srfe`); the authors' files record none: the released variant. `align`, when
-    given, overrides the recorded warp (a test-time ablation; BSA/SRFE change the weights)."""
-    saved = saved_args if isinstance(saved_args, Mapping) else {}
-    chosen = align or saved.get("align") or "nearest"
-    if chosen not in ALIGN_CHOICES:
-        raise UserError(f"--align: unknown alignment {chosen!r}; expected one of {', '.join(ALIGN_CHOICES)}")
-    return {"align": chosen, "use_bsa": not saved.get("no_bsa", False),
-            "use_srfe": not saved.get("no_srfe", False)}
+def checkpoint_config(checkpoint: Mapping[str, Any], default: StbnConfig) -> StbnConfig:
+    """The StbnConfig a checkpoint describes: its stored 'config'; for our checkpoints written
+    before configs were stored, `default` with the variant their training arguments record; for
+    the authors' files and bare state dicts, `default` (the command line's configuration)."""
+    stored = checkpoint.get("config")
+    if isinstance(stored, Mapping):
+        try:
+            return StbnConfig.from_dict(stored)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"the checkpoint's model configuration is not readable: {exc}") from None
+    args = checkpoint.get("args")
+    if not isinstance(args, Mapping) or "flow_source" not in args:
+        return default
+    return default.replace(align=args.get("align", "nearest"), bsa=not args.get("no_bsa", False),
+                           direction_fusion="pixelwise" if args.get("no_srfe") else "srfe")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,30 +88,30 @@ def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: st
                   flow: str = "auto", align: str | None = None) -> tuple[nn.Module, dict]:
     """(model on `device` in eval mode with the checkpoint's weights, the checkpoint dict).
 
-    The ablation variant (warp, BSA, SRFE) is the one the checkpoint's arguments record, so a
-    variant is evaluated as it was trained; `align` overrides the warp. A checkpoint of another
-    configuration raises a one-line `UserError` naming the mismatch and the --num_resblocks /
-    --num_channels that fit.
+    The configuration is the checkpoint's own (`checkpoint_config`; `model`, `num_resblocks` and
+    `num_channels` describe files that store none); `align` overrides its warp (a test-time
+    ablation) and the flow source follows `choose_flow_source`. A checkpoint of another
+    configuration raises a one-line `UserError` naming the mismatch and the options that fit.
     """
     if flow not in FLOW_CHOICES:
         raise UserError(f"--flow: unknown flow {flow!r}; expected one of {', '.join(FLOW_CHOICES)}")
+    if align is not None and align not in ALIGN_CHOICES:
+        raise UserError(f"--align: unknown alignment {align!r}; expected one of {', '.join(ALIGN_CHOICES)}")
     checkpoint = load_checkpoint(model_file)
-    network = build_model(model, img_channels=3, num_resblocks=num_resblocks, num_channels=num_channels,
-                          **variant_options(checkpoint.get("args"), align))
-    load_model_weights(network, checkpoint, source=f"checkpoint '{model_file}'")
-    if pwc_weights:
-        load_pwc_weights(network.pwcnet, pwc_weights)
+    config = checkpoint_config(checkpoint, model_config(model, 3, num_resblocks, num_channels))
     source, note = choose_flow_source(flow, checkpoint, bool(pwc_weights))
     if note:
         warn(f"checkpoint '{model_file}': {note}")
-    network.set_flow_source(source)
+    network = build_model(config.replace(flow=source, align=align or config.align))
+    load_model_weights(network, checkpoint, source=f"checkpoint '{model_file}'")
+    if pwc_weights:
+        load_pwc_weights(network.pwcnet, pwc_weights)
     network.requires_grad_(False)
     return network.to(device).eval(), checkpoint
 
 
 def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any]) -> None:
     """Write `model` as a checkpoint that `load_denoiser`, the training resume and the authors'
-    test script read: `module.` keys, plus `args` with the flow source and ablation variant."""
-    variant = {"align": model.align_mode, "no_bsa": not model.use_bsa, "no_srfe": not model.use_srfe}
-    save_checkpoint(path, {"args": {**args, **variant, "flow_source": model.flow_source},
+    test script read: `module.` keys, its config, and `args` with the flow source."""
+    save_checkpoint(path, {"args": {**args, "flow_source": model.config.flow}, "config": model.config.to_dict(),
                            "state_dict": add_module_prefix(model.state_dict())})

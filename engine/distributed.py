@@ -84,9 +84,10 @@ def barrier(ctx: DistContext) -> None:
             dist.barrier()
 
 
-def all_ranks_true(ctx: DistContext, flag: bool) -> bool:
-    """True only if `flag` is true on every rank, so all ranks take the same branch (no deadlock)."""
-    if not ctx.distributed:
+def all_ranks_true(ctx: DistContext | None, flag: bool) -> bool:
+    """True only if `flag` is true on every rank, so all ranks take the same branch (no deadlock);
+    `flag` itself for a single process (`ctx` None or not distributed)."""
+    if ctx is None or not ctx.distributed:
         return flag
     value = torch.tensor([1 if flag else 0], device=ctx.device, dtype=torch.int32)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
@@ -102,11 +103,31 @@ def broadcast_object(ctx: DistContext, obj: object) -> object:
     return box[0]
 
 
-def average_gradients(ctx: DistContext, params: Iterable[torch.nn.Parameter]) -> None:
+def average_gradients(ctx: DistContext | None, params: Iterable[torch.nn.Parameter]) -> None:
     """Average the gradients of `params` over the ranks (parameters that DDP does not manage)."""
-    if not ctx.distributed:
+    if ctx is None or not ctx.distributed:
         return
     for param in params:
         if param.grad is not None:
             dist.all_reduce(param.grad)
             param.grad.div_(ctx.world_size)
+
+
+def wrap_ddp(model: torch.nn.Module, ctx: DistContext,
+             unmanaged: torch.nn.Module | None = None) -> torch.nn.Module:
+    """`model` under DistributedDataParallel when distributed (else `model` itself).
+
+    DDP registers the parameters that require gradients when it is built; those of `unmanaged`
+    (the distillation student, trained by a loss outside DDP's forward) are frozen for that moment,
+    so DDP leaves them alone and `average_gradients` averages them instead.
+    """
+    if not ctx.distributed:
+        return model
+    trainable = [] if unmanaged is None else [p for p in unmanaged.parameters() if p.requires_grad]
+    for param in trainable:
+        param.requires_grad_(False)
+    wrapped = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, broadcast_buffers=False)
+    for param in trainable:
+        param.requires_grad_(True)
+    return wrapped

@@ -29,7 +29,7 @@ from engine.inference import MEMORY_MODES, denoise_frames
 from utils.atomic import atomic_path
 from utils.errors import UserArgumentParser, UserError, warn
 from utils.metrics import frame_psnr, frame_ssim
-from utils.noise import add_test_noise, parse_sigma
+from utils.noise import add_test_noise, parse_sigma, unit_sigma
 
 
 def _official_bool(value: str) -> bool:
@@ -153,11 +153,11 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma: float,
 
     `seconds` covers denoising and PNG writing, as the official timing does, not the metrics.
     """
-    noisy = add_test_noise(clean, sigma / 255.0)
+    noisy = add_test_noise(clean, unit_sigma(sigma))
     psnrs, ssims = [], []
     metric_seconds = 0.0
     start = time.perf_counter()
-    for t, denoised in denoise_frames(model, noisy, sigma / 255.0, memory):
+    for t, denoised in denoise_frames(model, noisy, unit_sigma(sigma), memory):
         if frames_folder is not None:
             write_png_atomic(frames_folder / f"{t:05d}.png", to_png_uint8(denoised))
         metric_start = time.perf_counter()

@@ -4,7 +4,7 @@ STBN trains without clean frames: the noisy clip is the network input and the ta
 Gaussian log-likelihood. Training normally adds synthetic noise to clean clips first; a user's
 video is already noisy, so here its frames go in as they are, with the user's sigma for the noise
 map and the likelihood, and no extra noise. Random crops of short clips come from the training
-sampler (`TrainClipDataset.from_sequences`); loss and gradient clipping are the training loop's.
+sampler (`TrainClipDataset.from_sequences`); each step is the training's `train_step`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.train_clips import TrainClipDataset
-from engine.train import GRAD_CLIP_NORM, compute_loss
+from engine.train_step import train_step
 from utils.errors import UserError, warn
 
 DEFAULT_PATCH_SIZE = 96
@@ -57,16 +57,11 @@ def finetune_on_video(model: nn.Module, frames: np.ndarray, sigma: float, iterat
         for clips in tqdm(loader, desc="fine-tuning", unit="it", file=sys.stderr, dynamic_ncols=True):
             noisy = clips.to(device).float().div_(255)
             sigmas = torch.full((noisy.shape[0],), float(sigma), device=device)
-            terms, _ = compute_loss(model, noisy, torch.full_like(noisy, float(sigma)), sigmas)
-            loss = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                warn("fine-tuning: skipped a step with a non-finite loss")
+            result = train_step(model, optimizer, params, noisy, torch.full_like(noisy, float(sigma)), sigmas)
+            if not result.finite:
+                warn("fine-tuning: skipped a step with a non-finite loss or gradient")
                 continue
-            loss.backward()
-            if torch.isfinite(nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)):
-                optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(result.loss)
     finally:
         model.requires_grad_(False)
         model.eval()

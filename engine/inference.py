@@ -2,8 +2,8 @@
 
 The official test runs the bidirectional network over the whole clip at once and keeps every
 hidden state of both directions (about 23 GB of host RAM for an 85-frame 960x540 Set8 clip).
-The 'bounded' path reorganises the same computation with the model's streaming pieces
-(`pair_flow`, `propagate`, `align`, `reconstruct`): the backward direction is read front to back
+The 'bounded' path is another schedule of the same model calls (`pair_flow`, `STBN.step`,
+`STBN.reconstruct`) with a memory policy passed in (row bands): the backward direction is read front to back
 by binomial checkpointing (engine/reversal.py, a few states kept, some recomputed) and the forward
 direction streams alongside, so every frame is finished, post-processed and handed out as soon as
 both of its states exist. Memory then depends on the frame size, not on the number of frames.
@@ -130,16 +130,17 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: float,
 
     def backward_step(t: int, later: torch.Tensor | None) -> torch.Tensor:
         current = frame(t)
-        warped = None if later is None else model.align(later.to(device), model.pair_flow(current, frame(t + 1)))
-        return model.propagate("backward", current, nmap, warped, STEP_BAND_PIXELS).to(store)
+        flow = None if later is None else model.pair_flow(current, frame(t + 1))
+        later = None if later is None else later.to(device)
+        return model.step("backward", current, nmap, later, flow, STEP_BAND_PIXELS).to(store)
 
     slots = stored_states(model, first, length, state_budget)
     with torch.no_grad():
         hidden, previous = None, None
         for t, backward_state in read_forward(backward_step, length, slots):
             current = frame(t)
-            warped = None if hidden is None else model.align(hidden, model.pair_flow(current, previous))
-            hidden = model.propagate("forward", current, nmap, warped, STEP_BAND_PIXELS)
+            flow = None if hidden is None else model.pair_flow(current, previous)
+            hidden = model.step("forward", current, nmap, hidden, flow, STEP_BAND_PIXELS)
             out = model.reconstruct(hidden, backward_state.to(device))
             del backward_state
             clean = posterior_mean(out[:, None], current[:, None], sigma)[0, 0].clamp_(0.0, 1.0)
@@ -147,22 +148,18 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: float,
             yield t, clean.cpu()
 
 
-def _num_channels(model: nn.Module) -> int:
-    return int(getattr(model, "num_channels", 64))
-
-
 def stored_states(model: nn.Module, frame: torch.Tensor, length: int,
                   state_budget: int = DEFAULT_STATE_BUDGET) -> int:
     """How many backward hidden states the bounded path keeps: what `state_budget` bytes hold, >= 2."""
     height, width = frame.shape[-2:]
-    state_bytes = 4 * _num_channels(model) * height * width
+    state_bytes = 4 * model.config.num_channels * height * width
     return max(2, min(length, state_budget // max(1, state_bytes)))
 
 
 def full_path_bytes(model: nn.Module, frame: torch.Tensor, length: int) -> int:
     """Estimated peak memory of the one-pass path for `length` frames shaped like `frame`."""
     height, width = frame.shape[-2:]
-    channels = _num_channels(model)
+    channels = model.config.num_channels
     per_frame = 2 * channels + _FULL_PATH_FRAME_CHANNELS
     return 4 * height * width * (length * per_frame + _STEP_WORKING_CHANNELS * channels)
 

@@ -23,7 +23,7 @@ from engine.inference import denoise_sequence
 from utils.checkpoint import extract_state_dict, infer_model_options, load_checkpoint
 from utils.errors import UserArgumentParser, UserError, run_cli
 from utils.metrics import sequence_psnr, sequence_ssim
-from utils.noise import add_test_noise, parse_sigma
+from utils.noise import add_test_noise, parse_sigma, unit_sigma
 
 
 def side_by_side(noisy: torch.Tensor, denoised: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -43,15 +43,14 @@ def report_builtin(model_file: str, clip: str = "bikes", sigma: float = 30.0, de
                              shape["num_resblocks"], shape["num_channels"])
     _, held_out = builtin_split(clip)
     clean = to_unit_float(held_out[:max_frames])
-    unit_sigma = sigma / 255.0
-    noisy = add_test_noise(clean, unit_sigma)
-    denoised = denoise_sequence(model, noisy, unit_sigma)
-    result = {"clip": clip, "sigma": sigma, "frames": int(clean.shape[0]), "flow": model.flow_source,
+    noisy = add_test_noise(clean, unit_sigma(sigma))
+    denoised = denoise_sequence(model, noisy, unit_sigma(sigma))
+    result = {"clip": clip, "sigma": sigma, "frames": int(clean.shape[0]), "flow": model.config.flow,
               "noisy": {"psnr": sequence_psnr(noisy.clamp(0, 1), clean), "ssim": sequence_ssim(noisy.clamp(0, 1), clean)},
               "denoised": {"psnr": sequence_psnr(denoised, clean), "ssim": sequence_ssim(denoised, clean)}}
     gain = result["denoised"]["psnr"] - result["noisy"]["psnr"]
     print(f"{clip}: {result['frames']} held-out frames of {clean.shape[3]}x{clean.shape[2]}, sigma {sigma:g}, "
-          f"flow {model.flow_source}")
+          f"flow {model.config.flow}")
     for name in ("noisy", "denoised"):
         print(f"  {name:9s} PSNR {result[name]['psnr']:6.2f} dB   SSIM {result[name]['ssim']:.4f}")
     print(f"  gain      {gain:+6.2f} dB")

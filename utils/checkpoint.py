@@ -92,12 +92,14 @@ def _unreadable(path: Path, exc: Exception) -> str:
 
 
 def recorded_flow_source(checkpoint: Mapping[str, Any]) -> str | None:
-    """How the checkpoint's denoiser was aligned: what our training recorded in `args`; 'pwc' for
+    """How the checkpoint's denoiser was aligned: what our config / training arguments record; 'pwc' for
     an authors'-format file (a 'state_dict' and no recorded flow: their models align with their
     own, real PWC-Net); None for a bare state dict, which records nothing."""
     if "state_dict" not in checkpoint:
         return None
-    args = checkpoint.get("args")
+    config, args = checkpoint.get("config"), checkpoint.get("args")
+    if isinstance(config, Mapping) and config.get("flow"):
+        return config["flow"]
     recorded = args.get("flow_source") if isinstance(args, Mapping) else None
     return recorded or "pwc"
 

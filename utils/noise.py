@@ -14,7 +14,8 @@ global one (tested) and leaves the caller's global RNG state untouched.
 
 Training (official sRGB_train_bsn.py): one sigma per clip, uniform in [a, b] when the two
 `--noise_ival` values differ, fixed when they are equal; noise is i.i.d. per pixel, not clipped.
-Sigmas are given on the 0-255 scale on the command line and used on the [0, 1] scale.
+Noise levels: `sigma_255` (the 0-255 scale) at the command line and in reports, [0, 1] everywhere
+inside; `unit_sigma` is the one conversion.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ import torch
 from utils.errors import UserError
 
 TEST_NOISE_SEED = 0
+
+
+def unit_sigma(sigma_255: float) -> float:
+    """A noise level on the 0-255 scale (command line, reports) on the [0, 1] scale used inside."""
+    return float(sigma_255) / 255.0
 
 
 def official_test_noise(shape: Sequence[int], sigma: float) -> torch.Tensor:
@@ -104,4 +110,4 @@ def parse_noise_ival(values: Sequence[str | float], name: str = "--noise_ival") 
         raise UserError(f"{name}: the interval {sigmas[0]:g} {sigmas[1]:g} is reversed; give the lower level first")
     if len(sigmas) == 2 and sigmas[0] == sigmas[1]:
         sigmas = sigmas[:1]
-    return [s / 255.0 for s in sigmas]
+    return [unit_sigma(s) for s in sigmas]

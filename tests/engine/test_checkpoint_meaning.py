@@ -52,11 +52,11 @@ def test_loaders_say_which_flow_a_bare_state_dict_gets(tmp_path, capsys):
     save_checkpoint(authors, {"args": dict(AUTHORS_ARGS), "state_dict": add_module_prefix(model.state_dict())})
     save_checkpoint(bare, model.state_dict())
     net, _ = load_denoiser(authors, torch.device("cpu"), num_resblocks=2, num_channels=8)
-    assert net.flow_source == "pwc" and capsys.readouterr().err == ""
+    assert net.config.flow == "pwc" and capsys.readouterr().err == ""
     net, _ = load_denoiser(bare, torch.device("cpu"), num_resblocks=2, num_channels=8)
-    assert net.flow_source == "dis" and "bare state dict" in capsys.readouterr().err
+    assert net.config.flow == "dis" and "bare state dict" in capsys.readouterr().err
     net, _ = load_denoiser(bare, torch.device("cpu"), num_resblocks=2, num_channels=8, flow="pwc")
-    assert net.flow_source == "pwc" and "bare state dict" in capsys.readouterr().err
+    assert net.config.flow == "pwc" and "bare state dict" in capsys.readouterr().err
 
 
 def test_pwc_weights_from_a_dis_trained_checkpoint_are_refused(tmp_path):

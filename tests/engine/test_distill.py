@@ -20,9 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _tiny_bdc_flow() -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model("bdc_flow", num_resblocks=2, num_channels=8)
-    model.set_flow_source("pwc")  # the student aligns, as in the official bdc_flow
-    return model
+    return build_model("bdc_flow", num_resblocks=2, num_channels=8, flow="pwc")  # the student aligns
 
 
 def test_loss_is_weighted_l1_plus_unsquared_norms():
@@ -157,7 +155,7 @@ def test_distilled_checkpoint_keeps_the_blind_spot_and_loads_for_evaluation(dist
     _run(distill_setup, tmp_path, epochs=1, flow="zero")
     # Training aligned with zero flow; the trained student may still be asked for (--flow pwc).
     model, _ = load_denoiser(tmp_path / "ckpt_e1.pth", torch.device("cpu"), "bdc_flow", 2, 8, flow="pwc")
-    assert model.flow_source == "pwc"
+    assert model.config.flow == "pwc"
     seqn = torch.rand(1, 3, 3, 24, 24, generator=torch.Generator().manual_seed(3), requires_grad=True)
     out, _ = model(seqn)
     out[0, 1, :, 12, 11].sum().backward()

@@ -27,13 +27,12 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     data = make_sequence_folders(root / "Set8", num_sequences=2, num_frames=4, height=32, width=48)
     torch.manual_seed(0)
-    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2)
+    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2, flow="dis")
     state = model.state_dict()
     prefixed = root / "prefixed.pth"
     bare = root / "bare.pth"
     save_checkpoint(prefixed, {"args": {"flow_source": "dis"}, "state_dict": add_module_prefix(state)})
     save_checkpoint(bare, {"args": {"flow_source": "dis"}, "state_dict": state})
-    model.set_flow_source("dis")
     return {"root": root, "data": data, "model": model.eval(), "prefixed": prefixed, "bare": bare}
 
 

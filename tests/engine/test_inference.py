@@ -10,6 +10,7 @@ from engine.inference import (denoise_frames, denoise_sequence, full_path_bytes,
                               stored_states)
 from engine.reversal import read_forward, repetitions_needed, states_readable
 from models import build_model
+from tests.models.test_stbn import VARIANTS
 from utils.errors import UserError
 from utils.gaussian import posterior_mean
 
@@ -109,8 +110,7 @@ SIGMA = 30 / 255
 def tiny_model():
     """A tiny STBN (8 channels) with fixed random weights and real (DIS) flows between frames."""
     torch.manual_seed(0)
-    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2).eval()
-    model.set_flow_source("dis")
+    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2, flow="dis").eval()
     return model
 
 
@@ -150,14 +150,14 @@ def test_bounded_path_streams_frames_as_they_finish(tiny_model, monkeypatch):
     """The first frame comes out after one forward step, before the forward direction has run."""
     noisy = _moving_clip(6)
     forward_steps = []
-    propagate = tiny_model.propagate
+    step = tiny_model.step
 
     def counting(direction, *args):
         if direction == "forward":
             forward_steps.append(1)
-        return propagate(direction, *args)
+        return step(direction, *args)
 
-    monkeypatch.setattr(tiny_model, "propagate", counting)
+    monkeypatch.setattr(tiny_model, "step", counting)
     frames = denoise_frames(tiny_model, noisy, SIGMA, memory="bounded", state_budget=2 * 4 * 8 * 32 * 48)
     t, first = next(frames)
     assert t == 0 and first.shape == (3, 32, 48) and len(forward_steps) == 1
@@ -210,3 +210,34 @@ def test_bounded_path_in_row_bands_equals_one_pass(tiny_model, monkeypatch):
     bounded = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded", state_budget=2 * 4 * 8 * 32 * 48)
     assert (bounded - full).abs().max().item() < 1e-5
     assert (bounded - noisy.clamp(0, 1)).abs().mean().item() > 1e-3
+
+
+def test_replacing_step_changes_one_pass_and_bounded_alike(tiny_model, monkeypatch):
+    """Both schedules run `STBN.step`: an edited step (here: a damped state) changes both outputs,
+    and they still agree, so an ablation edited there is what either path evaluates."""
+    from models.stbn import STBN
+
+    noisy = _moving_clip(5)
+    budget = 2 * 4 * 8 * 32 * 48
+    before = denoise_sequence(tiny_model, noisy, SIGMA, memory="full")
+    original = STBN.step
+
+    def damped(self, *args, **kwargs):
+        return original(self, *args, **kwargs).mul_(0.5)
+
+    monkeypatch.setattr(STBN, "step", damped)
+    full = denoise_sequence(tiny_model, noisy, SIGMA, memory="full")
+    bounded = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded", state_budget=budget)
+    assert (full - before).abs().mean().item() > 1e-3
+    assert (bounded - full).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_bounded_path_equals_one_pass_for_every_variant(variant):
+    torch.manual_seed(0)
+    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2, flow="dis", **VARIANTS[variant]).eval()
+    noisy = _moving_clip(3, 24, 32)
+    full = denoise_sequence(model, noisy, SIGMA, memory="full")
+    bounded = denoise_sequence(model, noisy, SIGMA, memory="bounded", state_budget=2 * 4 * 8 * 24 * 32)
+    assert (bounded - full).abs().max().item() < 1e-5
+    assert (full - noisy.clamp(0, 1)).abs().mean().item() > 1e-3

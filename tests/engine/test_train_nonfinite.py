@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import engine.train as engine_train
+import engine.train_step as engine_train_step
 from engine.train import MAX_NONFINITE_IN_A_ROW, build_arg_parser, train
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
 from utils.checkpoint import load_checkpoint
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def nan_on_calls(monkeypatch, bad_calls):
     """Make the likelihood loss return NaN on the given 1-based call numbers."""
-    real = engine_train.loglike_loss
+    real = engine_train_step.loglike_loss
     calls = {"n": 0}
 
     def loss(out, noisy, sigma):
@@ -23,7 +23,7 @@ def nan_on_calls(monkeypatch, bad_calls):
         value = real(out, noisy, sigma)
         return value * float("nan") if calls["n"] in bad_calls else value
 
-    monkeypatch.setattr(engine_train, "loglike_loss", loss)
+    monkeypatch.setattr(engine_train_step, "loglike_loss", loss)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_report_reads_the_model_shape_off_the_checkpoint(tmp_path, capsys):
-    model = build_model("stbn", num_resblocks=2, num_channels=8)
-    model.set_flow_source("zero")
+    model = build_model("stbn", num_resblocks=2, num_channels=8, flow="zero")
     save_denoiser(tmp_path / "ckpt.pth", model, {"epoch": 1})
     result = report_builtin(str(tmp_path / "ckpt.pth"), "carphone", 30.0, "cpu", max_frames=3,
                             output_png=str(tmp_path / "sbs.png"), results_json=str(tmp_path / "r.json"))

@@ -1,10 +1,16 @@
-"""STBN: blind spot in every variant, streaming pieces replay forward, registry and options."""
+"""STBN: blind spot in every variant, `step`/`reconstruct` replay forward, registry and config.
+
+`VARIANTS` covers every ablation switch and every registered direction fusion: a block added to
+models/direction_fusion.py is tested here (blind spot), in tests/engine/test_inference.py (bounded
+== one pass) and tests/engine/test_ablation_switches.py (checkpoint round trip) with no new test.
+"""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models import build_model
+from models import StbnConfig, build_model
+from models.direction_fusion import DIRECTION_FUSIONS
 from models.stbn import STBN
 from tests.models.helpers import positive_weights_
 from utils.errors import UserError
@@ -14,10 +20,10 @@ VARIANTS = {
     "released": {},
     "bilinear": {"align": "bilinear"},
     "softsplat": {"align": "softsplat"},
-    "no_bsa": {"use_bsa": False},
-    "no_srfe": {"use_srfe": False},
-    "propagation_only": {"use_bsa": False, "use_srfe": False},
+    "no_bsa": {"bsa": False},
+    "propagation_only": {"bsa": False, "direction_fusion": "pixelwise"},
     "no_noise_map": {"noise_map": False},
+    **{f"fusion_{name}": {"direction_fusion": name} for name in DIRECTION_FUSIONS if name != "srfe"},
 }
 
 
@@ -60,7 +66,7 @@ def test_output_at_p_never_sees_the_noisy_input_at_p(monkeypatch, variant, mode)
     assert grad[t - 1, y, x].item() > 0 and grad[t + 1, y, x].item() > 0
 
 
-def test_streaming_pieces_replay_forward(monkeypatch):
+def test_step_and_reconstruct_replay_forward(monkeypatch):
     model = _small_model(monkeypatch).eval()
     seq, nmap = _clip(t=4, h=12, w=20)
     with torch.inference_mode():
@@ -68,13 +74,13 @@ def test_streaming_pieces_replay_forward(monkeypatch):
         frames = [seq[:, i] for i in range(4)]
         forward_hs, h = [], None
         for i, frame in enumerate(frames):
-            warped = None if i == 0 else model.align(h, model.pair_flow(frame, frames[i - 1]))
-            h = model.propagate("forward", frame, nmap[:, i], warped)
+            flow = None if i == 0 else model.pair_flow(frame, frames[i - 1])
+            h = model.step("forward", frame, nmap[:, i], h, flow)
             forward_hs.append(h)
         outputs, g = [None] * 4, None
         for i in reversed(range(4)):
-            warped = None if i == 3 else model.align(g, model.pair_flow(frames[i], frames[i + 1]))
-            g = model.propagate("backward", frames[i], nmap[:, i], warped)
+            flow = None if i == 3 else model.pair_flow(frames[i], frames[i + 1])
+            g = model.step("backward", frames[i], nmap[:, i], g, flow)
             outputs[i] = model.reconstruct(forward_hs[i], g)
     assert torch.allclose(torch.stack(outputs, 1), full, rtol=1e-5, atol=1e-5)
 
@@ -84,8 +90,8 @@ def test_single_frame_clip_uses_both_cells_without_flow(monkeypatch):
     seq, nmap = _clip(t=1, h=8, w=12)
     with torch.inference_mode():
         out, _ = model(seq, nmap)
-        h = model.propagate("forward", seq[:, 0], nmap[:, 0], None)
-        g = model.propagate("backward", seq[:, 0], nmap[:, 0], None)
+        h = model.step("forward", seq[:, 0], nmap[:, 0])
+        g = model.step("backward", seq[:, 0], nmap[:, 0])
         expected = model.reconstruct(h, g)
     assert out.shape == (1, 1, 9, 8, 12)
     assert torch.allclose(out[:, 0], expected, rtol=1e-6, atol=1e-6)
@@ -95,9 +101,8 @@ def test_output_chunking_does_not_change_the_result(monkeypatch):
     model = _small_model(monkeypatch).eval()
     seq, nmap = _clip(t=4, h=8, w=8)
     with torch.inference_mode():
-        one_by_one, _ = model(seq, nmap)
-        model.output_chunk_pixels = 10 ** 9
-        all_at_once, _ = model(seq, nmap)
+        one_by_one, _ = model(seq, nmap, output_chunk_pixels=1)
+        all_at_once, _ = model(seq, nmap, output_chunk_pixels=10 ** 9)
     assert torch.allclose(one_by_one, all_at_once, rtol=1e-5, atol=1e-5)
 
 
@@ -136,19 +141,25 @@ def test_registry_names_layouts_and_parameter_groups():
     assert groups[0]["params"][0] is released.d2.convs[0].weight
     flow_variant = build_model("bdc_flow", num_resblocks=2, num_channels=8)
     assert flow_variant.forward_rnn.head[0].weight.shape == (8, 11, 1, 1)
-    assert build_model("stbn", **SMALL).noise_map
+    assert build_model("stbn", **SMALL).config.noise_map
+    config = StbnConfig(num_channels=8, num_resblocks=2, bsa=False)
+    assert build_model(config).config is config and not hasattr(build_model(config), "concat")
     with pytest.raises(UserError, match="bdc_2_unify.*bdc_flow"):
         build_model("bdc_3")
 
 
-def test_invalid_options_are_rejected():
+def test_invalid_config_is_rejected_and_round_trips():
     with pytest.raises(ValueError, match="align"):
         STBN(**SMALL, align="cubic")
-    model = STBN(**SMALL)
     with pytest.raises(ValueError, match="flow source"):
-        model.set_flow_source("raft")
-    model.set_flow_source("dis")
-    assert model.flow_source == "dis"
+        StbnConfig(flow="raft")
+    with pytest.raises(ValueError, match="direction fusion"):
+        StbnConfig(direction_fusion="transformer")
+    with pytest.raises(ValueError, match="unknown StbnConfig field"):
+        StbnConfig.from_dict({"width": 3})
+    config = StbnConfig(num_channels=16, flow="dis", direction_fusion="dilated")
+    assert StbnConfig.from_dict(config.to_dict()) == config and config.head_outputs == 9
+    assert config.replace(flow="zero").flow == "zero" and config.flow == "dis"
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -156,10 +167,11 @@ def test_banded_propagation_equals_the_whole_frame(monkeypatch, variant):
     """`band_pixels` only changes how a step is computed: first and later steps, every variant."""
     model = _small_model(monkeypatch, **VARIANTS[variant]).eval()
     frame, nmap = torch.rand(1, 3, 29, 12), torch.full((1, 3, 29, 12), 0.1)
-    warped = torch.rand(1, 8, 29, 12)
+    state = torch.rand(1, 8, 29, 12)
+    flow = torch.zeros(1, 2, 29, 12)
     with torch.no_grad():
-        for previous in (None, warped):
-            whole = model.propagate("forward", frame, nmap, previous)
-            banded = model.propagate("forward", frame, nmap, previous, band_pixels=12 * 20)
+        for previous, motion in ((None, None), (state, flow)):
+            whole = model.step("forward", frame, nmap, previous, motion)
+            banded = model.step("forward", frame, nmap, previous, motion, band_pixels=12 * 20)
             assert (banded - whole).abs().max().item() < 1e-6
             assert whole.abs().mean().item() > 1e-3

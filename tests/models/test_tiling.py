@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from models.blind_spot import BlindSpotCell
-from models.fusion import DilatedFusion
+from models.dilated import DilatedStack
 from models.tiling import band_rows, conv_radius, map_row_bands
 
 
@@ -15,7 +15,7 @@ def test_conv_radius_of_the_stbn_blocks():
     assert conv_radius(nn.Conv2d(1, 1, (5, 3), padding=(2, 1))) == 2
     # Cell: masked 3x3 (1) + five dilation-2 units (2 each); fusion: five units.
     assert conv_radius(BlindSpotCell(70, 64, 64, 5)) == 11
-    assert conv_radius(DilatedFusion(128, 128, 64, 5)) == 10
+    assert conv_radius(DilatedStack(128, 128, 64, 5)) == 10
     assert conv_radius(nn.Conv2d(4, 4, 1)) == 0
 
 

@@ -1,8 +1,9 @@
-"""The dilated fusion block (official `D_dilate`), used twice in STBN.
+"""The dilated stack (official `D_dilate`): STBN's building block for channel fusion.
 
-As `concat` (2C -> 2C -> C, shared by both directions) it re-fuses a blind-spot cell's output
-with the warped hidden state; as `d2` (C -> C -> 9) it is the output head. It only mixes channels
-(1x1) and even offsets (3x3, dilation 2), so it keeps the blind spot of its inputs.
+1x1 conv (no bias) -> `num_res` dilated residual units -> 1x1 conv (no bias), no activations in
+between. It only mixes channels (1x1) and even offsets (3x3, dilation 2), so it keeps the blind
+spot of its inputs. STBN uses it twice: as blind-spot alignment (models/alignment.py) and as the
+Gaussian head (models/head.py).
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch.nn as nn
 from models.blind_spot import DilatedResidualUnit
 
 
-class DilatedFusion(nn.Module):
-    """`convs` = [1x1 (no bias), `num_res` dilated residual units, 1x1 (no bias)], no activations.
+class DilatedStack(nn.Module):
+    """`convs` = [1x1 (no bias), `num_res` dilated residual units, 1x1 (no bias)].
 
     The two 1x1 convolutions have bias=False in the official code while the units' convolutions
     have a bias; the checkpoint keys (`convs.0.weight`, `convs.{1..n}.body.{0,2}`, `convs.{n+1}`)

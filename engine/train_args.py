@@ -1,0 +1,154 @@
+"""The command line of `sRGB_train_bsn.py`: every official argument with its official default, our
+options, their validation, and the model configuration they describe (`model_config_from_args`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES
+from engine.distill import (FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR,
+                            TEACHERS)
+from models import StbnConfig, model_config
+from models.direction_fusion import DIRECTION_FUSIONS
+from utils.errors import UserArgumentParser, UserError
+from utils.noise import parse_noise_ival, parse_sigma
+
+# Training sigma range per model when --noise_ival is not given: each official script's default.
+DEFAULT_NOISE_IVAL = {"bdc_2_unify": (5.0, 55.0), "stbn": (5.0, 55.0), "bdc_flow": (30.0, 30.0)}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """Every official `sRGB_train_bsn.py` argument with its official default, plus our options."""
+    p = UserArgumentParser(description="Self-supervised STBN training on sRGB videos.")
+    official = p.add_argument_group("official arguments (defaults as the authors' script)")
+    official.add_argument("--model", default="bdc_2_unify",
+                          help="network: bdc_2_unify (= stbn, the released model) or bdc_flow")
+    official.add_argument("--num_resblocks", type=int, default=5,
+                          help="residual units of the fusion blocks (the head gets half)")
+    official.add_argument("--train_length", type=int, default=8, help="frames per training clip")
+    official.add_argument("--batch_size", type=int, default=4, help="clips per step (per process)")
+    official.add_argument("--epochs", "--e", type=int, default=10, help="number of epochs")
+    official.add_argument("--milestones", type=int, nargs="+", default=[2, 4, 6, 8],
+                          help="epochs after which the learning rate is multiplied by --gamma")
+    official.add_argument("--gamma", type=float, default=0.5, help="learning-rate decay factor")
+    official.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    official.add_argument("--print_every", type=int, default=200, help="log every N iterations")
+    official.add_argument("--noise_ival", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                          help="training sigma range on the 0-255 scale; equal values = fixed sigma "
+                               f"(default: {' '.join(map(str, DEFAULT_NOISE_IVAL['bdc_2_unify']))}, as the "
+                               "authors' main script; 30 30 for bdc_flow, as their distillation script)")
+    official.add_argument("--val_noiseL", type=float, default=30.0,
+                          help="validation sigma on the 0-255 scale")
+    official.add_argument("--patch_size", "--p", type=int, default=96, help="training crop size")
+    official.add_argument("--patches_per_epoch", "--n", type=int, default=32000,
+                          help="training clips per epoch (all processes together)")
+    official.add_argument("--trainset_dir", help="training frames: one sub-folder of frames per sequence")
+    official.add_argument("--valset_dir", help="validation frames: one sub-folder per sequence (e.g. Set8)")
+    official.add_argument("--log_dir", help="checkpoints and logs (default logs/builtin with --builtin, "
+                                            "else logs/stbn); rerunning resumes")
+    extra = p.add_argument_group("additional options")
+    extra.add_argument("--num_channels", type=int, default=64, help="hidden feature width")
+    extra.add_argument("--builtin", metavar="CLIP",
+                       help="train on a built-in clip's training part, validate on its held-out part")
+    extra.add_argument("--val_max_frames", type=int, default=85,
+                       help="frames per validation sequence (official 85)")
+    extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    extra.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
+    extra.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
+                       help="auto = PWC-Net when weights are known, else OpenCV DIS; zero = static scenes")
+    extra.add_argument("--seed", type=int, default=0, help="seed of crops, noise and shuffling")
+    extra.add_argument("--num_workers", type=int, default=4, help="data-loader processes")
+    extra.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    extra.add_argument("--augment", action="store_true", help="random flips and rotations of clips")
+    ablation = p.add_argument_group(
+        "ablations (paper Table 3, Set8 sigma 30: propagation only = --no_bsa --no_srfe; + BSA = --no_srfe; "
+        "+ SRFE = no switch; + distillation = --distill); recorded in the checkpoint, evaluated as trained")
+    ablation.add_argument("--align", default="nearest", choices=ALIGN_CHOICES,
+                          help="hidden-state warp: nearest (official), bilinear (FloRNN, correlates the "
+                               "noise), softsplat (average forward splatting)")
+    ablation.add_argument("--no_bsa", action="store_true",
+                          help="no blind-spot alignment block: the state is the blind-spot cell's output")
+    ablation.add_argument("--no_srfe", action="store_true",
+                          help="no SRFE: a per-pixel 1x1 convolution fuses the two directions "
+                               "(= --direction_fusion pixelwise)")
+    ablation.add_argument("--direction_fusion", dest="fusion", default="srfe", choices=tuple(DIRECTION_FUSIONS),
+                          help="block that merges the two directions (models/direction_fusion.py): srfe "
+                               "(official), pixelwise, dilated")
+    distill = p.add_argument_group(
+        "flow distillation (student = the model's PWC-Net, trained on the noisy frames towards a teacher's "
+        "flows on the predicted mean; the denoising loss never reaches it)")
+    distill.add_argument("--distill", dest="distill", action="store_const", const=True, default=None,
+                         help="train the PWC-Net by distillation (default: on for bdc_flow, off for bdc_2_unify)")
+    distill.add_argument("--no_distill", dest="distill", action="store_const", const=False,
+                         help="keep bdc_flow's PWC-Net frozen")
+    distill.add_argument("--teacher", default="pwc", choices=TEACHERS,
+                         help="pwc: frozen copy of the initial PWC-Net (official; needs --pwc_weights); "
+                              "dis: OpenCV DIS flow, so a student can learn from random weights offline "
+                              "(then align with --flow dis while it learns)")
+    distill.add_argument("--distill_start", type=int, default=PAPER_DISTILL_START,
+                         help="iterations before the flow loss is switched on (paper 1000, official code 0)")
+    distill.add_argument("--distill_weight", type=float, default=FLOW_LOSS_WEIGHT,
+                         help="weight alpha of the flow loss (paper and official 5e-4)")
+    distill.add_argument("--distill_lr", type=float, default=STUDENT_LR,
+                         help="Adam learning rate of the student (official 1e-5; MultiStepLR scales it too)")
+    distill.add_argument("--distill_norm_weight", type=float, default=NORM_WEIGHT,
+                         help="weight of the student's summed parameter norms inside the flow loss "
+                              "(official 4e-4; 0 drops the term)")
+    distill.add_argument("--student_init", default="default", choices=STUDENT_INITS,
+                         help="initial student without --pwc_weights: default (PyTorch's layer init; its cost "
+                              "volumes are ~1e-4) or he (He init, zero flow heads; a from-scratch aid, not the paper's)")
+    return p
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Reject inconsistent arguments with a one-line `UserError`; fill in the default log_dir."""
+    _require((args.trainset_dir is None) != (args.builtin is None),
+             "give exactly one of --trainset_dir DIR (one sub-folder of frames per sequence) or --builtin CLIP")
+    for name in ("trainset_dir", "valset_dir"):
+        folder = getattr(args, name)
+        _require(folder is None or Path(folder).is_dir(), f"--{name}: '{folder}' is not an existing folder")
+    _require(args.pwc_weights is None or Path(args.pwc_weights).is_file(),
+             f"--pwc_weights: '{args.pwc_weights}' is not an existing file")
+    for name, minimum in (("epochs", 1), ("batch_size", 1), ("train_length", 2), ("patch_size", 8),
+                          ("patches_per_epoch", 1), ("print_every", 1), ("num_workers", 0),
+                          ("val_max_frames", 1), ("num_channels", 1), ("num_resblocks", 0), ("seed", 0)):
+        _require(getattr(args, name) >= minimum, f"--{name} must be at least {minimum}, got {getattr(args, name)}")
+    _require(math.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
+    _require(math.isfinite(args.gamma) and args.gamma > 0, f"--gamma must be a positive number, got {args.gamma}")
+    milestones = list(args.milestones)
+    _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
+             f"--milestones must be positive epochs in increasing order, got {' '.join(map(str, milestones))}")
+    _require(not (args.no_srfe and args.fusion not in ("srfe", "pixelwise")),
+             f"--no_srfe means --direction_fusion pixelwise; it contradicts --direction_fusion {args.fusion}")
+    if args.distill is None:
+        args.distill = args.model == "bdc_flow"
+    _require(args.distill_start >= 0, f"--distill_start must be at least 0, got {args.distill_start}")
+    for name in ("distill_weight", "distill_lr"):
+        value = getattr(args, name)
+        _require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
+    _require(math.isfinite(args.distill_norm_weight) and args.distill_norm_weight >= 0,
+             f"--distill_norm_weight must be a number of at least 0, got {args.distill_norm_weight}")
+    _require(args.student_init == "default" or args.pwc_weights is None,
+             f"--student_init {args.student_init} initialises a student without weights; drop it or --pwc_weights")
+    if args.noise_ival is None:
+        args.noise_ival = list(DEFAULT_NOISE_IVAL.get(args.model, DEFAULT_NOISE_IVAL["bdc_2_unify"]))
+    parse_noise_ival(args.noise_ival, "--noise_ival")
+    parse_sigma(args.val_noiseL, "--val_noiseL")
+    if args.log_dir is None:
+        args.log_dir = "logs/builtin" if args.builtin else "logs/stbn"
+    _require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
+
+
+
+def model_config_from_args(args: argparse.Namespace, flow: str) -> StbnConfig:
+    """The StbnConfig of a validated training command line, aligning with `flow`."""
+    fusion = "pixelwise" if args.no_srfe else args.fusion
+    return model_config(args.model, 3, args.num_resblocks, args.num_channels, align=args.align,
+                        bsa=not args.no_bsa, direction_fusion=fusion, flow=flow)

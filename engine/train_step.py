@@ -1,0 +1,69 @@
+"""One self-supervised STBN optimisation step, shared by training and per-video fine-tuning.
+
+The official step: the noisy clip is both the network input and the target of the Gaussian
+log-likelihood (utils/gaussian.py) on all frames; gradients are clipped to norm 1; Adam steps.
+Flow distillation, when on, adds its term to the same loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from engine.distill import FlowDistillation
+from engine.distributed import DistContext, all_ranks_true, average_gradients
+from utils.gaussian import loglike_loss
+
+GRAD_CLIP_NORM = 1.0
+
+
+def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor, sigma: torch.Tensor,
+                 amp: bool = False, distillation: FlowDistillation | None = None
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Forward one noisy batch and return `(loss terms, network output (N,T,9,H,W) in float32)`.
+
+    The terms are summed into the loss that is back-propagated: the likelihood (always in
+    float32) and, when `distillation` is given, the flow-distillation term 'flow'.
+    """
+    with torch.autocast(device_type=seqn.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(seqn, noise_map)[0]
+    out = out.float()
+    terms = {"loglike": loglike_loss(out, seqn, sigma)}
+    if distillation is not None:
+        terms["flow"] = distillation.loss(seqn, out)
+    return terms, out
+
+
+@dataclass
+class StepResult:
+    """What one step did: whether it was applied (finite loss and gradients), its loss, the output."""
+
+    finite: bool
+    loss: float
+    out: torch.Tensor
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+               seqn: torch.Tensor, noise_map: torch.Tensor, sigma: torch.Tensor, amp: bool = False,
+               distillation: FlowDistillation | None = None, ctx: DistContext | None = None) -> StepResult:
+    """One optimisation step on a noisy batch seqn (N,T,C,H,W) with its noise map and sigmas (N,).
+
+    Loss (`compute_loss`), backward, gradient-norm clipping of `params` at `GRAD_CLIP_NORM`, Adam
+    step. A non-finite loss or gradient norm skips the step (nothing is changed). Under DDP
+    (`ctx`) all ranks agree on skipping, so none waits for a missing backward, and the
+    distillation student, which DDP does not manage, has its gradients averaged here.
+    """
+    terms, out = compute_loss(model, seqn, noise_map, sigma, amp, distillation)
+    loss = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    finite = all_ranks_true(ctx, bool(torch.isfinite(loss)))
+    if finite:
+        loss.backward()
+        if distillation is not None:
+            average_gradients(ctx, distillation.student.parameters())
+        grad_norm = nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
+        finite = bool(torch.isfinite(grad_norm))  # gradients are all-reduced: same on all ranks
+        if finite:
+            optimizer.step()
+    return StepResult(finite, float(loss.detach()), out.detach())
