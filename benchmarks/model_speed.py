@@ -4,8 +4,9 @@ For each model config (released: 64 channels, 5 blocks; small: 16 channels, 2 bl
 size, it times `model(seqn, noise_map)` under torch.inference_mode (PWC-Net flows included) and
 prints min / median / max seconds, frames/s and GFLOP/s. FLOPs are counted once per shape by
 torch.utils.flop_counter on a 'meta' copy of the model (convolutions, matmuls), so they cost no
-compute. Variants alternate within each repeat. The "official layout" row runs the same model with NCHW tensors and the output stage one
-frame at a time, as the authors' code does; the ratio of medians comes from the same run.
+compute. Variants alternate within each repeat. The "official layout" row runs the same model with
+NCHW tensors and the output stage one frame at a time, as the authors' code does; the ratio of
+medians comes from the same run.
 With CUDA, a bf16 autocast row is added (the Gaussian algebra stays float32 regardless).
 
     python -m benchmarks.model_speed [--configs released,small] [--sizes 256x256,960x540]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,8 +26,8 @@ from benchmarks.common import REPO_ROOT, run_record, timed
 from benchmarks.optional_packages import import_or_install
 from benchmarks.quality_report import format_table, plot_bars, write_json
 from benchmarks.scoring import noisy_clip, score, tune_parameter
-from utils.noise import unit_sigma
 from datasets.builtin import builtin_split
+from utils.noise import unit_sigma
 
 NLM_H_FACTORS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)     # h = factor x sigma (0-255 scale)
 TV_WEIGHT_FACTORS = (0.4, 0.5, 0.65, 0.8, 1.0, 1.25)  # weight = factor x sigma ([0, 1] scale)
@@ -153,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
 
     stbn_clips = [] if args.skip_stbn else (args.stbn_clips or args.clips)
     if stbn_clips:  # imported here so the classical rows need none of the training stack
-        from benchmarks.stbn_rows import (SmallSTBN, load_small_stbn, stbn_denoise, stbn_finetune_denoise,
-                                          train_within_budget)
+        from benchmarks.stbn_rows import (
+            SmallSTBN,
+            load_small_stbn,
+            stbn_denoise,
+            stbn_finetune_denoise,
+            train_within_budget,
+        )
         config = SmallSTBN()
     trained = {}
     work_dir = Path(tempfile.mkdtemp(prefix="stbn_quality_"))

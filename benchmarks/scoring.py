@@ -5,7 +5,7 @@ in [0, 1]. Outputs are clamped to [0, 1] before scoring, as the official test cl
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

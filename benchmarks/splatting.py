@@ -8,7 +8,7 @@ PyTorch/CuPy of the medians measured in the same run.
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -55,7 +55,8 @@ def bench_device(device: torch.device, size: list[int], mode: str, repeats: int)
             leaves = image.detach().requires_grad_(), flow.detach().requires_grad_()
             splat(*leaves, metric, mode=mode, backend=backend).sum().backward()
 
-        medians[backend, "fwd"] = summary(f"{device.type} {backend} {mode} forward", time_calls(forward, repeats, device))
+        medians[backend, "fwd"] = summary(f"{device.type} {backend} {mode} forward",
+                                          time_calls(forward, repeats, device))
         medians[backend, "bwd"] = summary(f"{device.type} {backend} {mode} forward+backward",
                                           time_calls(forward_backward, repeats, device))
     if "cupy" in backends:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class TrainClipDataset(Dataset):
     @classmethod
     def from_sequences(cls, sequences: Sequence[np.ndarray | torch.Tensor], train_length: int = 8,
                        patch_size: int = 96, patches_per_epoch: int | None = 32000, temp_stride: int = 3,
-                       augment: bool = False, names: Sequence[str] | None = None) -> "TrainClipDataset":
+                       augment: bool = False, names: Sequence[str] | None = None) -> TrainClipDataset:
         """Build from in-memory uint8 (T,3,H,W) sequences (e.g. a built-in clip)."""
         arrays = [np.ascontiguousarray(s.numpy() if isinstance(s, torch.Tensor) else s) for s in sequences]
         for i, seq in enumerate(arrays):

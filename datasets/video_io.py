@@ -15,8 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.image_folder import (is_image_file, list_frames, read_frame_native, read_frames,
-                                   require_folder, to_8bit)
+from datasets.image_folder import is_image_file, list_frames, read_frame_native, read_frames, require_folder, to_8bit
 from utils.atomic import atomic_path
 from utils.errors import UserError, warn
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +19,7 @@ from tqdm import tqdm
 
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
-from engine.denoiser import (ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device,
-                             save_denoiser)
+from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device, save_denoiser
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.errors import UserArgumentParser, UserError

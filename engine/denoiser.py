@@ -10,7 +10,8 @@ all read a checkpoint the same way:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,8 +19,14 @@ from torch import nn
 from models import StbnConfig, build_model, model_config
 from models.alignment import ALIGN_MODES
 from models.pwc import load_pwc_weights
-from utils.checkpoint import (add_module_prefix, load_checkpoint, load_model_weights, pwc_weights_trained,
-                              recorded_flow_source, save_checkpoint)
+from utils.checkpoint import (
+    add_module_prefix,
+    load_checkpoint,
+    load_model_weights,
+    pwc_weights_trained,
+    recorded_flow_source,
+    save_checkpoint,
+)
 from utils.errors import UserError, warn
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")

@@ -23,7 +23,7 @@ weight can be changed (`norm_weight`, official NORM_WEIGHT).
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

@@ -8,9 +8,9 @@ node sees (shared filesystem): rank 0 writes the checkpoints and every rank resu
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
 
 import torch
 import torch.distributed as dist

@@ -1,6 +1,6 @@
 """The official sRGB test protocol (Set8 / DAVIS), behind `sRGB_test.py`.
 
-For each sigma and each sequence, exactly as the authors' `test_models/sRGB_test.py`: seed 0 before
+For each sigma and each sequence, exactly as the authors' sRGB test script (ZKCCZ/STBN): seed 0 before
 the sequence, unclipped CPU Gaussian noise over the whole sequence, whole-sequence bidirectional
 denoising, Gaussian posterior mean, clamp to [0, 1], per-frame skimage PSNR / SSIM averaged over
 the frames, then over the sequences. Denoised frames are written as PNG (rounded as torchvision's
@@ -14,8 +14,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -189,11 +190,11 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
             result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar)
         results[name] = result
         label = f"{root_name}/{name}"
-        print("{0:50}:, PSNR: {1:.4f}dB, SSIM: {2:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
+        print("{:50}:, PSNR: {:.4f}dB, SSIM: {:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
         total_frames += result["frames"]
         total_seconds += result["seconds"]
         if args.display_time:
-            print("frames: %d, time/frame: %6.4f s" % (total_frames, total_seconds / total_frames), flush=True)
+            print(f"frames: {total_frames:d}, time/frame: {total_seconds / total_frames:6.4f} s", flush=True)
     psnr = float(sum(r["psnr"] for r in results.values()) / len(results))
     ssim = float(sum(r["ssim"] for r in results.values()) / len(results))
     print(f"sigma {_sigma_label(sigma)}, PSNR: {psnr:6.4f}, SSIM: {ssim:6.4f}", flush=True)

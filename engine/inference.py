@@ -14,7 +14,7 @@ the noisy frame, clamped to [0, 1].
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn

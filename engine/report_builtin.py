@@ -46,7 +46,8 @@ def report_builtin(model_file: str, clip: str = "bikes", sigma: float = 30.0, de
     noisy = add_test_noise(clean, unit_sigma(sigma))
     denoised = denoise_sequence(model, noisy, unit_sigma(sigma))
     result = {"clip": clip, "sigma": sigma, "frames": int(clean.shape[0]), "flow": model.config.flow,
-              "noisy": {"psnr": sequence_psnr(noisy.clamp(0, 1), clean), "ssim": sequence_ssim(noisy.clamp(0, 1), clean)},
+              "noisy": {"psnr": sequence_psnr(noisy.clamp(0, 1), clean),
+                        "ssim": sequence_ssim(noisy.clamp(0, 1), clean)},
               "denoised": {"psnr": sequence_psnr(denoised, clean), "ssim": sequence_ssim(denoised, clean)}}
     gain = result["denoised"]["psnr"] - result["noisy"]["psnr"]
     print(f"{clip}: {result['frames']} held-out frames of {clean.shape[3]}x{clean.shape[2]}, sigma {sigma:g}, "

@@ -16,8 +16,9 @@ fewest steps in total (checked against exhaustive search in the tests).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from math import comb
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 State = TypeVar("State")
 # step(t, g[t+1] or None for the last frame) -> g[t]

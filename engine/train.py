@@ -21,8 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +38,14 @@ from engine.inference import denoise_sequence
 from engine.logging_utils import TensorBoardSink, close_run_logger, setup_run_logger, write_history
 from engine.train_args import build_arg_parser, validate_args
 from engine.train_data import load_train_dataset, load_val_sequences
-from engine.train_setup import (build_distillation, build_training_model, check_resume_variant,
-                                checkpoint_state, find_resume, seed_epoch)
+from engine.train_setup import (
+    build_distillation,
+    build_training_model,
+    check_resume_variant,
+    checkpoint_state,
+    find_resume,
+    seed_epoch,
+)
 from engine.train_step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step
 from models.pwc import save_pwc_weights
 from utils.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint

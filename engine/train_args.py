@@ -8,8 +8,7 @@ import math
 from pathlib import Path
 
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES
-from engine.distill import (FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR,
-                            TEACHERS)
+from engine.distill import FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR, TEACHERS
 from models import StbnConfig, model_config
 from models.direction_fusion import DIRECTION_FUSIONS
 from utils.errors import UserArgumentParser, UserError
@@ -98,7 +97,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                               "(official 4e-4; 0 drops the term)")
     distill.add_argument("--student_init", default="default", choices=STUDENT_INITS,
                          help="initial student without --pwc_weights: default (PyTorch's layer init; its cost "
-                              "volumes are ~1e-4) or he (He init, zero flow heads; a from-scratch aid, not the paper's)")
+                              "volumes are ~1e-4) or he (He init, zero flow heads; a from-scratch aid, "
+                              "not the paper's)")
     return p
 
 

@@ -23,8 +23,13 @@ from engine.train_args import model_config_from_args
 from models import StbnConfig, build_model
 from models.pwc import PWCNet, load_pwc_weights
 from utils.atomic import remove_temp_files
-from utils.checkpoint import (CHECKPOINT_NAME, add_module_prefix, latest_checkpoint, load_model_weights,
-                              pwc_weights_trained)
+from utils.checkpoint import (
+    CHECKPOINT_NAME,
+    add_module_prefix,
+    latest_checkpoint,
+    load_model_weights,
+    pwc_weights_trained,
+)
 from utils.errors import UserError
 
 # Training options that must not change when a run resumes (default: runs that did not record them).

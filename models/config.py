@@ -6,8 +6,9 @@ loader rebuilds exactly it. The official model names are presets of it (models/_
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from models.alignment import ALIGN_MODES
 from models.direction_fusion import DIRECTION_FUSIONS

@@ -136,7 +136,7 @@ _MAX_BLOCKS = 65535 * 8  # the kernels loop over the remaining elements (grid-st
 _CUDA_TYPES = {torch.float32: "float", torch.float64: "double"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled_modules(device_index: int) -> dict:
     """One RawModule per scalar type, compiled for GPU `device_index` once per process."""
     import cupy
@@ -149,7 +149,7 @@ def _compiled_modules(device_index: int) -> dict:
     return modules
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_cost_volume_available(device_index: int) -> bool:
     """True when CuPy imports and the kernels compile on this GPU; warns once otherwise."""
     try:

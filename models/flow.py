@@ -6,7 +6,7 @@ im1(p) ~ im2(p + F(p)); channel 0 is x (horizontal), channel 1 is y, in pixels.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

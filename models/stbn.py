@@ -24,8 +24,9 @@ are the official checkpoint's, so its weights load with `strict=True`:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn as nn

@@ -8,7 +8,7 @@ intermediate maps shrink with the band while the result is written into one full
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

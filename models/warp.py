@@ -1,7 +1,7 @@
 """Backward warping of STBN's hidden features along an optical flow.
 
 `backward_warp(x, flow)` samples x at p + flow(p), so with flow = F(im1, im2) it brings features
-of frame 2 onto frame 1. The sampling positions are built exactly as the authors' `utils/warp.py`
+of frame 2 onto frame 1. The sampling positions are built exactly as the authors' warp (ZKCCZ/STBN)
 (integer pixel grid + flow, normalised by 2*v/max(W-1,1) - 1, grid_sample align_corners=True,
 zeros outside): a value within float error of a half pixel then rounds as in the reference.
 """

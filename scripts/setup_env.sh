@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.requirements.sha"
-want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-gpu.txt" | sha1sum | cut -d' ' -f1)"
+want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-gpu.txt" "$ROOT/requirements-test.txt" | sha1sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "[setup] creating virtual environment in .venv (first run only)" >&2
   python3 -m venv "$VENV"
@@ -22,6 +22,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
       || "$VENV/bin/python" -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu >&2
     "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" >&2
   fi
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements-test.txt" >&2
   echo "$want" > "$STAMP"
 fi
 PY="$VENV/bin/python"

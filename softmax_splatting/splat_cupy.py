@@ -38,49 +38,38 @@ __device__ inline bool locate(const T* flow, long long n, long long y, long long
     return true;
 }
 
+// Bilinear tap (dx, dy) of a target at (x0 + frac_x, y0 + frac_y): its flat index in a plane and
+// its weight, or false when the tap falls outside the image.
 template <typename T>
-__global__ void sum_splat_forward(const long long total, const long long C, const long long H,
-                                  const long long W, const T* __restrict__ input,
-                                  const T* __restrict__ flow, T* __restrict__ output) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const long long HW = H * W;
-    const long long x = i % W, y = (i / W) % H, nc = i / HW, n = nc / C;
-    long long x0, y0; T fx, fy;
-    if (!locate(flow, n, y, x, H, W, &x0, &y0, &fx, &fy)) return;
-    const T value = input[i];
-    T* plane = output + nc * HW;
-    for (int dy = 0; dy < 2; ++dy) {
-        for (int dx = 0; dx < 2; ++dx) {
-            const long long xi = x0 + dx, yi = y0 + dy;
-            if (xi < 0 || xi >= W || yi < 0 || yi >= H) continue;
-            const T weight = (dx ? fx : T(1) - fx) * (dy ? fy : T(1) - fy);
-            atomicAdd(plane + yi * W + xi, value * weight);
-        }
-    }
+__device__ inline bool tap(long long x0, long long y0, T frac_x, T frac_y, int dx, int dy,
+                           long long H, long long W, long long* index, T* weight) {
+    const long long xi = x0 + dx, yi = y0 + dy;
+    if (xi < 0 || xi >= W || yi < 0 || yi >= H) return false;
+    *index = yi * W + xi;
+    *weight = (dx ? frac_x : T(1) - frac_x) * (dy ? frac_y : T(1) - frac_y);
+    return true;
 }
 
-template <typename T>
-__global__ void sum_splat_grad_input(const long long total, const long long C, const long long H,
-                                     const long long W, const T* __restrict__ flow,
-                                     const T* __restrict__ grad_out, T* __restrict__ grad_in) {
+// One thread per source element (n, c, y, x) and its 4 bilinear neighbours j. Forward
+// (GATHER false): scatter values[i] * w_j into out[j] atomically. Input gradient (GATHER true),
+// the transpose: out[i] = sum_j values[j] * w_j, with values the output gradient.
+template <typename T, bool GATHER>
+__global__ void sum_splat_taps(const long long total, const long long C, const long long H,
+                               const long long W, const T* __restrict__ values,
+                               const T* __restrict__ flow, T* __restrict__ out) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
-    const long long HW = H * W;
-    const long long x = i % W, y = (i / W) % H, nc = i / HW, n = nc / C;
-    long long x0, y0; T fx, fy;
+    const long long x = i % W, y = (i / W) % H, plane = (i / (H * W)) * H * W;
+    long long x0, y0, j; T fx, fy, weight;
     T acc = T(0);
-    if (locate(flow, n, y, x, H, W, &x0, &y0, &fx, &fy)) {
-        const T* plane = grad_out + nc * HW;
-        for (int dy = 0; dy < 2; ++dy) {
-            for (int dx = 0; dx < 2; ++dx) {
-                const long long xi = x0 + dx, yi = y0 + dy;
-                if (xi < 0 || xi >= W || yi < 0 || yi >= H) continue;
-                acc += plane[yi * W + xi] * (dx ? fx : T(1) - fx) * (dy ? fy : T(1) - fy);
-            }
+    if (locate(flow, i / (C * H * W), y, x, H, W, &x0, &y0, &fx, &fy)) {
+        for (int d = 0; d < 4; ++d) {
+            if (!tap(x0, y0, fx, fy, d & 1, d >> 1, H, W, &j, &weight)) continue;
+            if (GATHER) acc += values[plane + j] * weight;
+            else atomicAdd(out + plane + j, values[i] * weight);
         }
     }
-    grad_in[i] = acc;
+    if (GATHER) out[i] = acc;
 }
 
 // One thread per (n, component k, y, x) of the flow; loops over channels, so no atomics.
@@ -116,23 +105,25 @@ __global__ void sum_splat_grad_flow(const long long total, const long long C, co
 }
 """
 
-KERNEL_NAMES = ("sum_splat_forward", "sum_splat_grad_input", "sum_splat_grad_flow")
+# The kernels by job, as C++ template instantiations ({t}: float or double).
+KERNELS = {"forward": "sum_splat_taps<{t}, false>", "grad_input": "sum_splat_taps<{t}, true>",
+           "grad_flow": "sum_splat_grad_flow<{t}>"}
 CUDA_TYPES = {torch.float32: "float", torch.float64: "double"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled_module(device_index: int):
     """The RawModule for one GPU, compiled once per process (CuPy also caches it on disk)."""
     import cupy
 
     with cupy.cuda.Device(device_index):
-        expressions = [f"{name}<{t}>" for name in KERNEL_NAMES for t in CUDA_TYPES.values()]
+        expressions = [kernel.format(t=t) for kernel in KERNELS.values() for t in CUDA_TYPES.values()]
         module = cupy.RawModule(code=KERNEL_SOURCE, name_expressions=expressions)
         module.compile()
         return module
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_splat_available(device_index: int = 0) -> bool:
     """True when CuPy imports and the kernels compile on this GPU; warns once otherwise."""
     try:
@@ -145,11 +136,12 @@ def cupy_splat_available(device_index: int = 0) -> bool:
     return True
 
 
-def _launch(name: str, tensor_for_type: Tensor, total: int, *args) -> None:
+def _launch(job: str, tensor_for_type: Tensor, total: int, *args) -> None:
     import cupy
 
     device_index = tensor_for_type.device.index
-    kernel = _compiled_module(device_index).get_function(f"{name}<{CUDA_TYPES[tensor_for_type.dtype]}>")
+    name = KERNELS[job].format(t=CUDA_TYPES[tensor_for_type.dtype])
+    kernel = _compiled_module(device_index).get_function(name)
     torch_stream = torch.cuda.current_stream(tensor_for_type.device).cuda_stream
     blocks = (total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
     # RawKernel launches on CuPy's current stream: make it PyTorch's, so ordering is preserved.
@@ -168,7 +160,7 @@ class _SumSplatCuda(torch.autograd.Function):
         tenIn, tenFlow = tenIn.contiguous(), tenFlow.contiguous()
         out = torch.zeros_like(tenIn)
         if tenIn.numel() > 0:
-            _launch("sum_splat_forward", tenIn, tenIn.numel(), *_sizes(tenIn),
+            _launch("forward", tenIn, tenIn.numel(), *_sizes(tenIn),
                     tenIn.data_ptr(), tenFlow.data_ptr(), out.data_ptr())
         ctx.save_for_backward(tenIn, tenFlow)
         return out
@@ -182,12 +174,12 @@ class _SumSplatCuda(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_in = torch.empty_like(tenIn)
             if tenIn.numel() > 0:
-                _launch("sum_splat_grad_input", tenIn, tenIn.numel(), *_sizes(tenIn),
-                        tenFlow.data_ptr(), grad_out.data_ptr(), grad_in.data_ptr())
+                _launch("grad_input", tenIn, tenIn.numel(), *_sizes(tenIn),
+                        grad_out.data_ptr(), tenFlow.data_ptr(), grad_in.data_ptr())
         if ctx.needs_input_grad[1]:
             grad_flow = torch.zeros_like(tenFlow)
             if tenFlow.numel() > 0:
-                _launch("sum_splat_grad_flow", tenIn, tenFlow.numel(), *_sizes(tenIn),
+                _launch("grad_flow", tenIn, tenFlow.numel(), *_sizes(tenIn),
                         tenIn.data_ptr(), tenFlow.data_ptr(), grad_out.data_ptr(), grad_flow.data_ptr())
         return grad_in, grad_flow
 

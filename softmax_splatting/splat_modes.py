@@ -58,7 +58,8 @@ def _check_shapes(tenIn: Tensor, tenFlow: Tensor, tenMetric: Tensor | None, kind
         raise ValueError(f"splat input must be a float (N,C,H,W) tensor, got {tuple(tenIn.shape)} {tenIn.dtype}")
     N, _, H, W = tenIn.shape
     if tuple(tenFlow.shape) != (N, 2, H, W):
-        raise ValueError(f"splat flow must be {(N, 2, H, W)} for input {tuple(tenIn.shape)}, got {tuple(tenFlow.shape)}")
+        raise ValueError(f"splat flow must be {(N, 2, H, W)} for input {tuple(tenIn.shape)}, "
+                         f"got {tuple(tenFlow.shape)}")
     needs_metric = kind in ("linear", "soft")
     if needs_metric and tenMetric is None:
         raise ValueError(f"splat mode {kind!r} needs a metric (N,1,H,W)")

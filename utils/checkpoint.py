@@ -1,6 +1,6 @@
 """Checkpoints in the official STBN format, written so that a crash never leaves a broken file.
 
-Format (official utils/base_functions.py): a dict `{'args', 'state_dict', 'optimizer',
+Format (the authors' training code, ZKCCZ/STBN): a dict `{'args', 'state_dict', 'optimizer',
 'scheduler'}` saved as `<log_dir>/ckpt_e{epoch}.pth`. The official training wraps the model in
 `torch.nn.DataParallel`, so every `state_dict` key starts with `module.`; we write the same
 prefix so that the official test script loads our files, and accept prefixed or bare keys when
@@ -15,8 +15,9 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn

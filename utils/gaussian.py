@@ -24,7 +24,7 @@ results. No per-pixel LAPACK call, and the algebra never runs in half precision.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 

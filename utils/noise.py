@@ -20,7 +20,7 @@ inside; `unit_sigma` is the one conversion.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.image_folder import (list_frames, list_sequence_dirs, read_frame_native, read_frame_rgb,
-                                   read_frames)
+from datasets.image_folder import list_frames, list_sequence_dirs, read_frame_native, read_frame_rgb, read_frames
 from utils import errors
 from utils.errors import UserError
 

@@ -1,9 +1,8 @@
 """Tiny synthetic frame folders and a tiny training configuration for the engine tests."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np

@@ -6,8 +6,7 @@ import itertools
 import pytest
 import torch
 
-from engine.inference import (denoise_frames, denoise_sequence, full_path_bytes, full_path_fits,
-                              stored_states)
+from engine.inference import denoise_frames, denoise_sequence, full_path_bytes, full_path_fits, stored_states
 from engine.reversal import read_forward, repetitions_needed, states_readable
 from models import build_model
 from tests.models.test_stbn import VARIANTS

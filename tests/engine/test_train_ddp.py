@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
 from engine.train_setup import seed_epoch
 from models import StbnConfig, build_model
+from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
 from utils.checkpoint import load_checkpoint, strip_module_prefix
 
 WRAPPER = """

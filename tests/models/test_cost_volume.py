@@ -90,7 +90,8 @@ def test_cuda_kernel_source_computes_the_same_as_pytorch(tmp_path):
                      for _ in range(2))
     grad = torch.randn(2, 81, 7, 11, generator=gen, dtype=torch.float64)
     out, grad_first, grad_second = (torch.zeros_like(grad), torch.zeros_like(first), torch.zeros_like(second))
-    ptr = lambda t: ctypes.c_void_p(t.data_ptr())
+    def ptr(t):
+        return ctypes.c_void_p(t.data_ptr())
     dims = (ctypes.c_int(5), ctypes.c_int(7), ctypes.c_int(11))
     lib.forward(ctypes.c_longlong(out.numel()), *dims, ptr(first.detach()), ptr(second.detach()), ptr(out))
     lib.backward(ctypes.c_longlong(first.numel()), *dims, ptr(first.detach()), ptr(second.detach()),

@@ -80,7 +80,8 @@ def test_dis_flow_recovers_a_translation():
     base = _texture(96, 128)
     shift_x, shift_y = 3, -2
     moved = np.roll(base, (shift_y, shift_x), axis=(0, 1))  # moved(p) = base(p - s)
-    to_t = lambda a: torch.from_numpy(np.repeat(a[None, None], 3, axis=1).copy())
+    def to_t(a):
+        return torch.from_numpy(np.repeat(a[None, None], 3, axis=1).copy())
     # flow(base, moved) backward-warps moved onto base: base(p) = moved(p + s).
     flow = dis_flow(to_t(base).double(), to_t(moved).double())
     assert flow.shape == (1, 2, 96, 128) and flow.dtype == torch.float64

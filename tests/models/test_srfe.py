@@ -38,7 +38,8 @@ def test_srfe_pads_crops_and_fuses_the_pair_in_order():
     out = srfe(x1, x2)
     assert out.shape == x1.shape
     # Explicit pipeline: zero-pad to 12x16, shuffle each, concatenate (forward first), fuse, crop.
-    pad = lambda t: torch.nn.functional.pad(t, (0, 3, 0, 2))
+    def pad(t):
+        return torch.nn.functional.pad(t, (0, 3, 0, 2))
     fused = srfe.encoder.interpolate(torch.cat([shuffle_down(pad(x1)), shuffle_down(pad(x2))], 1))
     assert torch.allclose(out, shuffle_up(fused)[..., :10, :13], atol=1e-6)
     assert not torch.allclose(out, srfe(x2, x1), atol=1e-3)

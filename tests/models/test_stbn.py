@@ -133,7 +133,7 @@ def test_noise_map_changes_the_output_only_when_read(monkeypatch):
 def test_registry_names_layouts_and_parameter_groups():
     released = build_model("bdc_2_unify")
     denoiser = sum(p.numel() for g in released.trainable_parameters() for p in g["params"])
-    assert denoiser == 9_138_112  # stbn-reference.md 2.6
+    assert denoiser == 9_138_112  # the official model's denoiser parameter count
     groups = released.trainable_parameters()
     assert [len(g["params"]) for g in groups] == [
         len(list(m.parameters())) for m in (released.d2, released.forward_rnn, released.concat,

@@ -157,7 +157,7 @@ def test_non_finite_flow_sources_contribute_nothing():
             torch.testing.assert_close(out, reference, rtol=1e-14, atol=0)
     splat(image, broken, mode="avg").sum().backward()
     assert torch.isfinite(broken.grad).all()
-    for n, k, y, x, _ in bad:
+    for n, _, y, x, _ in bad:
         assert broken.grad[n, :, y, x].abs().sum().item() == 0.0
 
 

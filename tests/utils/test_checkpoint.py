@@ -4,9 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import (add_module_prefix, checkpoint_path, infer_model_options,
-                              latest_checkpoint, load_checkpoint, load_model_weights,
-                              save_checkpoint, strip_module_prefix)
+from utils.checkpoint import (
+    add_module_prefix,
+    checkpoint_path,
+    infer_model_options,
+    latest_checkpoint,
+    load_checkpoint,
+    load_model_weights,
+    save_checkpoint,
+    strip_module_prefix,
+)
 from utils.errors import UserError
 
 

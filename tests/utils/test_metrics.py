@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from skimage.metrics import peak_signal_noise_ratio
 
 from utils.metrics import frame_psnr, frame_ssim, sequence_psnr, sequence_ssim

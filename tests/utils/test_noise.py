@@ -9,8 +9,14 @@ from datasets.eval_sequences import to_unit_float
 from datasets.image_folder import read_frames
 from tests import official_protocol as official
 from utils.errors import UserError
-from utils.noise import (add_test_noise, add_train_noise, official_test_noise, parse_noise_ival, parse_sigma,
-                         sample_train_sigma)
+from utils.noise import (
+    add_test_noise,
+    add_train_noise,
+    official_test_noise,
+    parse_noise_ival,
+    parse_sigma,
+    sample_train_sigma,
+)
 
 
 def _write_frames(folder, frames: int, height: int, width: int, seed: int) -> None:
