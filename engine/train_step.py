@@ -16,6 +16,22 @@ from engine.distributed import DistContext, all_ranks_true, average_gradients
 from utils.gaussian import loglike_loss
 
 GRAD_CLIP_NORM = 1.0
+# CPU flags of native bfloat16 arithmetic: without them bf16 autocast on the CPU is emulated (slow).
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def amp_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast (`--amp`) runs natively: any CUDA device, or a CPU with bf16 units."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in _CPU_BF16_FLAGS)
 
 
 def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor, sigma: torch.Tensor,
@@ -24,7 +40,8 @@ def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor, 
     """Forward one noisy batch and return `(loss terms, network output (N,T,9,H,W) in float32)`.
 
     The terms are summed into the loss that is back-propagated: the likelihood (always in
-    float32) and, when `distillation` is given, the flow-distillation term 'flow'.
+    float32) and, when `distillation` is given, the flow-distillation term 'flow'. `amp` runs the
+    network's convolutions under bf16 autocast (flows and the Gaussian algebra stay float32).
     """
     with torch.autocast(device_type=seqn.device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(seqn, noise_map)[0]

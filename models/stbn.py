@@ -152,7 +152,13 @@ class STBN(nn.Module):
         return self.d2(self.d(h_forward, h_backward))
 
     def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """torch.cat along channels, written into one buffer in the model's memory format."""
+        """torch.cat along channels, written into one buffer in the model's memory format.
+
+        When gradients flow, torch.cat itself: the backward of slice assignments (CopySlices)
+        copies the whole gradient once per part, the backward of cat only slices it.
+        """
+        if torch.is_grad_enabled() and any(p.requires_grad for p in parts):
+            return torch.cat(parts, dim=1).contiguous(memory_format=self.memory_format)
         dtype = parts[0].dtype
         for part in parts[1:]:
             dtype = torch.promote_types(dtype, part.dtype)
@@ -205,7 +211,12 @@ class STBN(nn.Module):
             h = self.step("forward", seqn[:, i], nmap_at(i), h, None if i == 0 else onto_next[:, i - 1])
             forward_hs.append(h)
 
-        out = seqn.new_empty(n, t, self.config.head_outputs, height, width)
+        # Without gradients the outputs go straight into one buffer; with gradients they are
+        # concatenated once at the end (the backward of slice assignments copies the whole gradient
+        # once per slice).
+        keep_graph = torch.is_grad_enabled()
+        out = None if keep_graph else seqn.new_empty(n, t, self.config.head_outputs, height, width)
+        outputs: list[torch.Tensor] = []
         chunk = max(1, output_chunk_pixels // max(1, n * height * width))
         pending: list[tuple[int, torch.Tensor]] = []
         g = None
@@ -213,24 +224,24 @@ class STBN(nn.Module):
             g = self.step("backward", seqn[:, i], nmap_at(i), g, None if i == t - 1 else onto_prev[:, i])
             pending.append((i, g))
             if len(pending) == chunk or i == 0:
-                self._reconstruct_frames(pending, forward_hs, out)
+                first, result = self._reconstruct_frames(pending, forward_hs)
+                if keep_graph:
+                    outputs.append(result)
+                else:
+                    out[:, first:first + result.shape[1]] = result
                 pending = []
-        return out, None
+        return (torch.cat(outputs[::-1], dim=1) if keep_graph else out), None
 
     def _reconstruct_frames(self, pending: list[tuple[int, torch.Tensor]],
-                            forward_hs: list[torch.Tensor | None], out: torch.Tensor) -> None:
-        """Fuse a batch of frames (given in decreasing order) and write their outputs into `out`."""
-        n = out.shape[0]
-        first = pending[-1][0]
-        rows = len(pending) * n
-        like = pending[0][1]
-        forward_batch = torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device,
-                                    memory_format=self.memory_format)
-        backward_batch = torch.empty_like(forward_batch)
-        for i, g in pending:
-            batch_rows = slice((i - first) * n, (i - first + 1) * n)
-            forward_batch[batch_rows] = forward_hs[i]
-            backward_batch[batch_rows] = g
+                            forward_hs: list[torch.Tensor | None]) -> tuple[int, torch.Tensor]:
+        """Fuse a batch of frames (given in decreasing order): (first frame, output (N,len,C,H,W))."""
+        order = [i for i, _ in reversed(pending)]
+        states = dict(pending)
+        n = pending[0][1].shape[0]
+        forward_batch = torch.cat([forward_hs[i] for i in order]).contiguous(memory_format=self.memory_format)
+        for i in order:
             forward_hs[i] = None  # release the forward state early
+        backward_batch = torch.cat([states[i] for i in order]).contiguous(memory_format=self.memory_format)
+        del states
         result = self.reconstruct(forward_batch, backward_batch)
-        out[:, first:first + len(pending)] = result.view(len(pending), n, *result.shape[1:]).transpose(0, 1)
+        return order[0], result.view(len(order), n, *result.shape[1:]).transpose(0, 1)
