@@ -19,11 +19,20 @@ from tqdm import tqdm
 
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
-from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device, save_denoiser
+from engine.denoiser import (
+    ALIGN_CHOICES,
+    DEVICE_CHOICES,
+    FLOW_CHOICES,
+    load_denoiser,
+    refuse_training_checkpoint,
+    resolve_device,
+    save_denoiser,
+)
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.errors import UserArgumentParser, UserError
 from utils.noise import parse_sigma, unit_sigma
+from utils.paths import refuse_overlap, require_regular_input
 
 
 class VideoFrames(Sequence[torch.Tensor]):
@@ -103,8 +112,14 @@ def _validate(args: argparse.Namespace) -> float:
             raise UserError(f"--{name} is too small: {getattr(args, name)}")
     if args.save_model and not args.finetune:
         raise UserError("--save_model keeps fine-tuned weights; add --finetune N")
-    if Path(args.output).resolve() == Path(args.input).resolve():
-        raise UserError(f"output '{args.output}' is the input; choose another path")
+    source = require_regular_input(args.input, "input")
+    refuse_overlap(args.output, "-o/--output", [("the input", args.input), ("--model_file", args.model_file)])
+    if source.is_file() and Path(args.output).resolve() == source.resolve().parent:
+        raise UserError(f"-o/--output '{args.output}' is the folder of the input '{args.input}': the denoised "
+                        "frames would replace the input's neighbours; choose another folder")
+    if args.save_model:
+        refuse_overlap(args.save_model, "--save_model", [("--model_file", args.model_file), ("the input", args.input)])
+        refuse_training_checkpoint(args.save_model)
     check_writable_output(args.output)
     return sigma
 

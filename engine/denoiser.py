@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,6 +116,19 @@ def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: st
         load_pwc_weights(network.pwcnet, pwc_weights)
     network.requires_grad_(False)
     return network.to(device).eval(), checkpoint
+
+
+def refuse_training_checkpoint(path: str | os.PathLike) -> None:
+    """`UserError` when `path` holds a resumable training checkpoint (optimizer state): writing
+    weights only over it would lose the run's optimizer, scheduler and history."""
+    if Path(path).is_file():
+        try:
+            existing = load_checkpoint(path)
+        except UserError:
+            return  # not a checkpoint of ours: the atomic write replaces it as any output
+        if "optimizer" in existing:
+            raise UserError(f"--save_model '{path}' is a resumable training checkpoint; writing fine-tuned "
+                            "weights over it would lose its optimizer state and history: choose another path")
 
 
 def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any]) -> None:

@@ -31,6 +31,7 @@ from utils.atomic import atomic_path
 from utils.errors import UserArgumentParser, UserError, warn
 from utils.metrics import frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma, unit_sigma
+from utils.paths import refuse_overlap
 
 
 def _official_bool(value: str) -> bool:
@@ -91,7 +92,11 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, float]]:
         if key in sigmas:
             warn(f"--noise_sigmas: {key} given twice; evaluated once")
         sigmas[key] = parse_sigma(key, "--noise_sigmas")
+    if not args.no_save:
+        refuse_overlap(args.output_dir, "--output_dir", [("--test_path", args.test_path)])
     if args.results_json:
+        refuse_overlap(args.results_json, "--results_json", [("--test_path", args.test_path),
+                                                             ("--model_file", args.model_file)])
         _require_writable_parent(Path(args.results_json), "--results_json")
     return list(sigmas.items())
 

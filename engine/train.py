@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from datasets.train_clips import TrainClipDataset
 from engine.distill import FlowDistillation
 from engine.distributed import DistContext, barrier, setup_distributed, teardown_distributed, wrap_ddp
 from engine.inference import denoise_sequence
-from engine.logging_utils import TensorBoardSink, close_run_logger, setup_run_logger, write_history
+from engine.logging_utils import LOG_FILE, TensorBoardSink, close_run_logger, setup_run_logger, write_history
 from engine.train_args import build_arg_parser, validate_args
 from engine.train_data import load_train_dataset, load_val_sequences
 from engine.train_setup import (
@@ -48,9 +49,11 @@ from engine.train_setup import (
 )
 from engine.train_step import GRAD_CLIP_NORM, StepResult, amp_supported, compute_loss, train_step
 from models.pwc import save_pwc_weights
-from utils.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from utils.atomic import remove_temp_files
+from utils.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from utils.errors import UserError, warn
 from utils.gaussian import posterior_mean
+from utils.lock import LOCK_NAME, exclusive_lock
 from utils.metrics import sequence_psnr
 from utils.noise import add_test_noise, add_train_noise, parse_noise_ival, parse_sigma, sample_train_sigma, unit_sigma
 from utils.plots import plot_training_curves
@@ -180,18 +183,37 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     # Bad training data fails here, before anything is written to log_dir.
     train_data, val_sequences = load_train_dataset(args), load_val_sequences(args)
     ctx = setup_distributed(args.device)
+    created = ctx.is_main and not log_dir.exists()
     log = None
     try:
         if ctx.is_main:
             _make_log_dir(log_dir)
         barrier(ctx)
-        log = setup_run_logger(log_dir, enabled=ctx.is_main)
-        return _train(args, ctx, log, log_dir, noise_ival, val_sigma, train_data,
-                      val_sequences if ctx.is_main else [])
+        with exclusive_lock(log_dir) if ctx.is_main else nullcontext():
+            log = setup_run_logger(log_dir, enabled=ctx.is_main)
+            return _train(args, ctx, log, log_dir, noise_ival, val_sigma, train_data,
+                          val_sequences if ctx.is_main else [])
+    except UserError:
+        if log is not None:
+            close_run_logger(log)
+            log = None
+        if created:
+            _remove_unused_log_dir(log_dir)
+        raise
     finally:
         if log is not None:
             close_run_logger(log)
         teardown_distributed(ctx)
+
+
+def _require_finite_weights(model: nn.Module, epoch: int, last: Path | None) -> None:
+    """Never save a checkpoint with NaN or inf weights (it would become the one to resume from)."""
+    bad = next((name for name, value in model.state_dict().items()
+                if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
+    if bad is not None:
+        raise UserError(f"training diverged: the weights hold NaN or inf after epoch {epoch} ({bad}); "
+                        + (f"the last good checkpoint is '{last}'" if last else "no checkpoint was written")
+                        + "; try a lower --lr")
 
 
 def _make_log_dir(log_dir: Path) -> None:
@@ -199,6 +221,20 @@ def _make_log_dir(log_dir: Path) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--log_dir: cannot create '{log_dir}': {exc.strerror or exc}") from None
+
+
+def _remove_unused_log_dir(log_dir: Path) -> None:
+    """Remove a log_dir this run created when it failed before its first checkpoint (only the run's
+    own log and lock files are in it then), so a mistyped option leaves nothing behind."""
+    if not log_dir.is_dir() or latest_checkpoint(log_dir) is not None:
+        return
+    for name in (LOG_FILE, LOCK_NAME):
+        (log_dir / name).unlink(missing_ok=True)
+    remove_temp_files(log_dir)
+    try:
+        log_dir.rmdir()
+    except OSError:
+        pass  # something else is in it: keep it
 
 
 def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise_ival: list[float],
@@ -210,19 +246,20 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
              "training in float32")
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    resume_path, start_epoch = find_resume(log_dir, ctx, log)
-    resume = load_checkpoint(resume_path, map_location="cpu") if resume_path else None
+    resume_path, start_epoch, resume = find_resume(log_dir, ctx, log)
     history: list[dict] = list(resume.get("history", [])) if resume else []
     summary = {"log_dir": log_dir, "history": history, "last_checkpoint": resume_path,
                "start_epoch": start_epoch, "nonfinite_steps": 0}
+    if resume is not None:  # options are checked first, also for a finished run
+        check_resume_variant(args, resume, log_dir)
+    model = build_training_model(args, resume, ctx.device)
     if start_epoch >= args.epochs:
         log.info(f"training already finished: '{resume_path}' is epoch {start_epoch} of {args.epochs}; "
                  "nothing to do (raise --epochs to train longer)")
-        model = build_training_model(args, resume, ctx.device)
+        if ctx.is_main and history:  # a kill after the last rename may have left these behind
+            write_history(log_dir, history)
+            plot_training_curves(history, log_dir / CURVES_PNG)
         return {**summary, "model": model, "flow_source": model.config.flow}
-    if resume is not None:
-        check_resume_variant(args, resume, log_dir)
-    model = build_training_model(args, resume, ctx.device)
     flow_source = model.config.flow
     if args.flow == "auto" and flow_source == "dis":
         log.info("no PWC-Net weights given (--pwc_weights): using OpenCV DIS optical flow instead")
@@ -256,6 +293,7 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
                 val_psnr = validate(model, val_sequences, val_sigma, ctx.device)
                 history.append({"epoch": epoch, "lr": lr, **stats, "val_psnr": val_psnr})
                 path = checkpoint_path(log_dir, epoch)
+                _require_finite_weights(model, epoch, summary["last_checkpoint"])
                 save_checkpoint(path, checkpoint_state(model, optimizer, scheduler, args, epoch, history,
                                                        distillation))
                 if distillation is not None:  # the student, loadable with --pwc_weights

@@ -26,12 +26,15 @@ from utils.atomic import remove_temp_files
 from utils.checkpoint import (
     CHECKPOINT_NAME,
     add_module_prefix,
-    latest_checkpoint,
+    checkpoint_candidates,
+    load_checkpoint,
     load_model_weights,
     pwc_weights_trained,
 )
-from utils.errors import UserError
+from utils.errors import UserError, warn
 
+# What a checkpoint needs to continue a training.
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler")
 # Training options that must not change when a run resumes (default: runs that did not record them).
 TRAINING_ARGS = {"distill": False, "teacher": "pwc"}
 # Config fields a resumed run must keep -> the option that sets them.
@@ -127,18 +130,31 @@ def build_distillation(args: argparse.Namespace, model: nn.Module, resume: dict 
                             args.distill_norm_weight)
 
 
-def find_resume(log_dir: Path, ctx: DistContext, log: Any) -> tuple[Path | None, int]:
-    """Rank 0's newest complete checkpoint and its epoch, shared with every rank (rank 0 first
-    deletes the temp files of saves that a kill interrupted)."""
-    path = None
+def find_resume(log_dir: Path, ctx: DistContext, log: Any) -> tuple[Path | None, int, dict | None]:
+    """The newest resumable checkpoint of `log_dir`: (path, epoch, loaded checkpoint), or Nones and 0.
+
+    Rank 0 first deletes the temp files of saves that a kill interrupted, and skips, with a note,
+    a `ckpt_eN.pth` that holds weights only (no optimizer state: not written by a training);
+    every rank then loads the chosen file.
+    """
+    path, checkpoint = None, None
     if ctx.is_main:
         stale = remove_temp_files(log_dir)
         if stale:
             log.info(f"removed {len(stale)} temp file(s) left by an interrupted save: "
                      + ", ".join(p.name for p in stale))
-        path = latest_checkpoint(log_dir)
+        for candidate in checkpoint_candidates(log_dir):
+            checkpoint = load_checkpoint(candidate, map_location="cpu")
+            if all(key in checkpoint for key in RESUME_KEYS):
+                path = candidate
+                break
+            warn(f"not resuming from '{candidate}': it holds weights only (no optimizer state), not a "
+                 "training checkpoint; rename it to keep it out of the way")
+            checkpoint = None
     path = broadcast_object(ctx, path)
-    return path, (int(CHECKPOINT_NAME.match(path.name).group(1)) if path else 0)
+    if path is not None and checkpoint is None:
+        checkpoint = load_checkpoint(path, map_location="cpu")
+    return path, (int(CHECKPOINT_NAME.match(path.name).group(1)) if path else 0), checkpoint
 
 
 def checkpoint_state(model: nn.Module, optimizer, scheduler, args: argparse.Namespace, epoch: int,

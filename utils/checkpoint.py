@@ -37,14 +37,43 @@ def checkpoint_path(log_dir: str | os.PathLike, epoch: int) -> Path:
     return Path(log_dir) / f"ckpt_e{epoch}.pth"
 
 
+class _RecordingWriter:
+    """A file that remembers the exception its `write` raised. torch.save's zip writer turns any
+    failing write (a full disk, Ctrl-C) into `RuntimeError: ... unexpected pos`; the recorded
+    exception is the real one, re-raised instead (so ENOSPC reads as such, Ctrl-C exits 130)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _open_for_writing(path: Path) -> Any:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Write `state` atomically: temp file in the same folder, flush + fsync, then `os.replace`."""
     path = Path(path)
     with atomic_path(path, "checkpoint") as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(state), f)
+        with _open_for_writing(tmp) as f:
+            writer = _RecordingWriter(f)
+            try:
+                torch.save(dict(state), writer)
+            except RuntimeError:
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
     _fsync_folder(path.parent)
@@ -198,19 +227,27 @@ def load_model_weights(model: nn.Module, state_dict_or_ckpt: Mapping[str, Any],
     model.load_state_dict(state, strict=True)
 
 
-def latest_checkpoint(log_dir: str | os.PathLike) -> Path | None:
-    """The `ckpt_e{N}.pth` with the highest N that is a complete file, or None.
+def checkpoint_candidates(log_dir: str | os.PathLike) -> list[Path]:
+    """The complete `ckpt_e{N}.pth` files of `log_dir`, highest N first.
 
     Other `.pth` files and our temp files are ignored; a damaged candidate (no zip directory,
     i.e. not a finished `torch.save`) is skipped with a warning.
     """
     folder = Path(log_dir)
     if not folder.is_dir():
-        return None
+        return []
     candidates = sorted(((int(m.group(1)), p) for p in folder.iterdir()
                          if (m := CHECKPOINT_NAME.match(p.name)) and p.is_file()), reverse=True)
+    complete = []
     for _, path in candidates:
         if zipfile.is_zipfile(path):
-            return path
-        warn(f"skipping incomplete checkpoint '{path}'")
-    return None
+            complete.append(path)
+        else:
+            warn(f"skipping incomplete checkpoint '{path}'")
+    return complete
+
+
+def latest_checkpoint(log_dir: str | os.PathLike) -> Path | None:
+    """The `ckpt_e{N}.pth` with the highest N that is a complete file, or None."""
+    candidates = checkpoint_candidates(log_dir)
+    return candidates[0] if candidates else None
