@@ -32,7 +32,10 @@ elif [ -z "${CKPT:-}" ]; then
     exit 2
   fi
 fi
-if [ ! -f "$CKPT" ]; then
+if [ -d "$CKPT" ]; then
+  echo "error: checkpoint '$CKPT' is a folder; pass a checkpoint file (e.g. $CKPT/ckpt_e6.pth)" >&2
+  exit 2
+elif [ ! -f "$CKPT" ]; then
   echo "error: checkpoint '$CKPT' does not exist (run bash main.sh first, or pass CKPT)" >&2
   exit 2
 fi

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "released" or ratio is None:
             ratio = medians[official] / medians[first]
     print(f"\n{summary('data loader, one batch (alone)', loader_times, 'ms')}  "
-          f"({args.workers} worker processes; the step above takes "
+          f"({args.workers} worker processes; the fastest step of {configs[-1]} above takes "
           f"{1e3 * min(statistics.median(v) for v in times.values()):.0f} ms)")
     print(f"train step ours/official: {ratio:.2f}x")
     return 0

@@ -18,6 +18,9 @@ import numpy as np
 
 from utils.errors import UserError, warn
 
+# OpenCV prints its own "[ WARN]" lines for damaged images; ours say what to do in one line.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,24 +41,45 @@ def require_folder(folder: str | os.PathLike, what: str = "folder") -> Path:
     return folder
 
 
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries; `UserError` when it cannot be read (no permission)."""
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise UserError(f"cannot read folder '{folder}': {exc.strerror or exc}") from None
+
+
+def frame_order_key(path: Path) -> tuple[int, int, str]:
+    """Sort key of a frame file: the number in its name (0.png, 1.png, ..., 10.png in time order, as
+    the official evaluation orders them), then the name; names without digits come last."""
+    digits = "".join(c for c in path.name if c.isdigit())
+    return (0, int(digits), path.name) if digits else (1, 0, path.name)
+
+
 def list_sequence_dirs(root: str | os.PathLike) -> list[Path]:
     """Sorted non-hidden sub-folders of `root`, one per sequence; `UserError` if there are none."""
     root = require_folder(root, "dataset folder")
-    dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
+    entries = _entries(root)
+    dirs = sorted((p for p in entries if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     if not dirs:
         hint = (" (it holds frames directly; put each sequence in its own sub-folder, "
-                "e.g. root/seq1/00000.png)" if any(is_image_file(p) for p in root.iterdir()) else
+                "e.g. root/seq1/00000.png)" if any(is_image_file(p) for p in entries) else
                 " (expected one sub-folder of frames per sequence)")
         raise UserError(f"dataset folder '{root}' holds no sequence folders{hint}")
     return dirs
 
 
 def list_frames(folder: str | os.PathLike) -> list[Path]:
-    """Frame files of one sequence folder sorted by name; other files are skipped with a warning."""
+    """Frame files of one sequence folder in time order (`frame_order_key`); other files are
+    skipped with a warning, a frame that is a broken symbolic link is an error."""
     folder = require_folder(folder, "sequence folder")
-    files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
-    frames = sorted((p for p in files if is_image_file(p)), key=lambda p: p.name)
+    entries = [p for p in _entries(folder) if not p.name.startswith(".")]
+    broken = [p for p in entries if is_image_file(p) and p.is_symlink() and not p.exists()]
+    if broken:
+        raise UserError(f"frame '{broken[0]}' is a broken symbolic link (its target is missing); "
+                        "restore it or remove the link")
+    files = [p for p in entries if p.is_file()]
+    frames = sorted((p for p in files if is_image_file(p)), key=frame_order_key)
     skipped = len(files) - len(frames)
     if skipped:
         warn(f"'{folder}': skipped {skipped} file(s) that are not images "

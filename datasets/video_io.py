@@ -10,13 +10,15 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from datasets.image_folder import is_image_file, list_frames, read_frame_native, read_frames, require_folder, to_8bit
-from utils.atomic import atomic_path
+from utils.atomic import atomic_path, remove_temp_files
 from utils.errors import UserError, warn
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -89,7 +91,49 @@ def check_writable_output(path: str | os.PathLike) -> Path:
         raise UserError(f"output '{path}': '{existing}' is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"output '{path}' is not writable (no permission on '{existing}')")
+    try:  # some folders refuse new files whatever their permissions say (/proc, read-only mounts)
+        probe, name = tempfile.mkstemp(dir=existing, prefix=".stbn-write-test-")
+        os.close(probe)
+        os.unlink(name)
+    except OSError as exc:
+        raise UserError(f"output '{path}' cannot be written: no file can be created in '{existing}' "
+                        f"({exc.strerror or exc})") from None
     return path
+
+
+def frame_name(t: int) -> str:
+    """The name of output frame t (5-digit, zero-padded PNG), in every output folder."""
+    return f"{t:05d}.png"
+
+
+_FRAME_NAME = re.compile(r"^\d{5}\.png$")
+
+
+def earlier_frames(folder: str | os.PathLike, keep: int) -> list[Path]:
+    """Output frames (`frame_name`) in `folder` from t = keep on: what an earlier, longer run left."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _FRAME_NAME.match(p.name) and int(p.name[:5]) >= keep)
+
+
+def remove_earlier_frames(folder: str | os.PathLike, keep: int) -> None:
+    """Delete the frames an earlier, longer output left beyond `keep` frames, saying how many."""
+    stale = earlier_frames(folder, keep)
+    for frame in stale:
+        frame.unlink(missing_ok=True)
+    if stale:
+        warn(f"'{folder}': removed {len(stale)} frame(s) of an earlier, longer output "
+             f"({stale[0].name} .. {stale[-1].name})")
+
+
+def write_png(target: Path, frame: np.ndarray) -> None:
+    """One RGB (HxWx3) or gray (HxWx1) frame as PNG, written atomically (a full disk says so)."""
+    ok, encoded = cv2.imencode(".png", _to_bgr(frame))
+    if not ok:
+        raise UserError(f"cannot encode '{target}' as PNG")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(encoded.tobytes())
 
 
 def _as_hwc(frames: np.ndarray) -> np.ndarray:
@@ -122,6 +166,7 @@ def _write_video_file(path: Path, frames: np.ndarray, fps: float) -> None:
     if frames.dtype == np.uint16:
         warn(f"'{path}': video files hold 8-bit frames; write to a folder to keep 16 bits")
     height, width = frames.shape[1:3]
+    remove_temp_files(path.parent, path.name)  # left by a run killed while writing this output
     with atomic_path(path, "video", suffix=path.suffix) as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
@@ -153,10 +198,7 @@ def _write_frame_folder(path: Path, frames: np.ndarray) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder '{path}': {exc.strerror or exc}") from None
+    remove_temp_files(path)
     for t, frame in enumerate(frames):
-        target = path / f"{t:05d}.png"
-        ok, encoded = cv2.imencode(".png", _to_bgr(frame))
-        if not ok:
-            raise UserError(f"cannot encode frame {t} for '{target}'")
-        with atomic_path(target) as tmp:
-            encoded.tofile(tmp)
+        write_png(path / frame_name(t), frame)
+    remove_earlier_frames(path, len(frames))

@@ -30,9 +30,12 @@ from engine.denoiser import (
 )
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
-from utils.errors import UserArgumentParser, UserError
+from utils.errors import UserArgumentParser, UserError, int_in_range
 from utils.noise import parse_sigma, unit_sigma
 from utils.paths import refuse_overlap, require_regular_input
+
+# The most optimisation steps an option accepts (far beyond any real run; stops absurd values early).
+MAX_STEPS = 10 ** 9
 
 
 class VideoFrames(Sequence[torch.Tensor]):
@@ -81,8 +84,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", required=True, help="noise level on the 0-255 scale (e.g. 30)")
     p.add_argument("--model_file", required=True, help="checkpoint: the authors' release or ours")
     p.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
-    p.add_argument("--num_resblocks", type=int, default=5)
-    p.add_argument("--num_channels", type=int, default=64)
+    p.add_argument("--num_resblocks", type=int_in_range(0, 1024), default=5)
+    p.add_argument("--num_channels", type=int_in_range(2, 1 << 14), default=64)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
                    help="auto: PWC-Net when the checkpoint or --pwc_weights has its weights, else DIS")
@@ -93,12 +96,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                    help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     tune = p.add_argument_group("per-video fine-tuning (self-supervised, on the input itself)")
-    tune.add_argument("--finetune", type=int, default=0, metavar="N", help="Adam steps before denoising")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty output folder (its frames are replaced, extra ones removed)")
+    tune.add_argument("--finetune", type=int_in_range(0, MAX_STEPS), default=0, metavar="N",
+                      help="Adam steps before denoising")
     tune.add_argument("--finetune_lr", type=float, default=1e-4)
-    tune.add_argument("--batch_size", type=int, default=4, help="clips per fine-tuning step")
-    tune.add_argument("--patch_size", type=int, default=DEFAULT_PATCH_SIZE, help="fine-tuning crop size")
-    tune.add_argument("--train_length", type=int, default=DEFAULT_TRAIN_LENGTH, help="frames per clip")
-    tune.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning crops")
+    tune.add_argument("--batch_size", type=int_in_range(1, 4096), default=4, help="clips per fine-tuning step")
+    tune.add_argument("--patch_size", type=int_in_range(1, 1 << 16), default=DEFAULT_PATCH_SIZE,
+                      help="fine-tuning crop size")
+    tune.add_argument("--train_length", type=int_in_range(2, 1 << 16), default=DEFAULT_TRAIN_LENGTH,
+                      help="frames per clip")
+    tune.add_argument("--seed", type=int_in_range(0, 2 ** 63 - 1), default=0, help="seed of the fine-tuning crops")
     tune.add_argument("--save_model", help="write the fine-tuned weights to this checkpoint")
     return p
 
@@ -121,6 +129,10 @@ def _validate(args: argparse.Namespace) -> float:
         refuse_overlap(args.save_model, "--save_model", [("--model_file", args.model_file), ("the input", args.input)])
         refuse_training_checkpoint(args.save_model)
     check_writable_output(args.output)
+    output = Path(args.output)
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        raise UserError(f"-o/--output '{output}' is a folder that is not empty; pass --overwrite to replace "
+                        "its frames (frames beyond the new video's length are removed), or choose an empty folder")
     return sigma
 
 
@@ -144,6 +156,9 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     denoised = np.empty_like(stored)
     with tqdm(total=len(frames), desc="denoising", unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
         for t, frame in denoise_frames(model, frames, sigma, args.memory):
+            if not bool(torch.isfinite(frame).all()):
+                raise UserError(f"denoised frame {t} is not finite (NaN or inf): the checkpoint or the input "
+                                "is broken; nothing was written")
             denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
             bar.update(1)
     path = write_video(args.output, denoised, fps)

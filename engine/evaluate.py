@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -18,18 +19,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
+from datasets.video_io import frame_name, remove_earlier_frames, write_png
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.atomic import atomic_path
-from utils.errors import UserArgumentParser, UserError, warn
-from utils.metrics import frame_psnr, frame_ssim
+from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, warn
+from utils.metrics import SSIM_WINDOW, frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma, unit_sigma
 from utils.paths import refuse_overlap
 
@@ -49,10 +50,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = UserArgumentParser(description="Evaluate STBN on Set8-style folders with the official protocol.")
     official = p.add_argument_group("official arguments (defaults as the authors' script)")
     official.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
-    official.add_argument("--num_resblocks", type=int, default=5, help="residual units in the fusion blocks")
+    official.add_argument("--num_resblocks", type=BOUNDED_INT, default=5, help="residual units in the fusion blocks")
     official.add_argument("--model_file", required=True, help="checkpoint: the authors' release or ours")
     official.add_argument("--test_path", help="one sub-folder of frames per sequence (e.g. Set8)")
-    official.add_argument("--max_num_fr_per_seq", type=int, default=85, help="first N frames of each sequence")
+    official.add_argument("--max_num_fr_per_seq", type=BOUNDED_INT, default=85, help="first N frames of each sequence")
     official.add_argument("--noise_sigmas", nargs="*", default=["30"], metavar="SIGMA",
                           help="noise levels on the 0-255 scale (several allowed)")
     official.add_argument("--display_time", nargs="?", const=True, default=False, type=_official_bool,
@@ -60,7 +61,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra = p.add_argument_group("additional options")
     extra.add_argument("--builtin", metavar="CLIP",
                        help="evaluate on the held-out frames of a built-in clip (bikes, carphone)")
-    extra.add_argument("--num_channels", type=int, default=64, help="hidden feature width")
+    extra.add_argument("--num_channels", type=BOUNDED_INT, default=64, help="hidden feature width")
     extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     extra.add_argument("--output_dir", default="output", help="denoised PNG frames, one folder per sequence")
     extra.add_argument("--no_save", action="store_true", help="do not write denoised frames")
@@ -126,15 +127,6 @@ def to_png_uint8(frame: torch.Tensor) -> np.ndarray:
     return scaled.permute(1, 2, 0).numpy()
 
 
-def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG through a temp file and a rename: a full disk leaves no half file."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise UserError(f"cannot encode '{path}' as PNG")
-    with atomic_path(path) as tmp:
-        encoded.tofile(tmp)
-
-
 def _make_folder(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -165,7 +157,7 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma: float,
     start = time.perf_counter()
     for t, denoised in denoise_frames(model, noisy, unit_sigma(sigma), memory):
         if frames_folder is not None:
-            write_png_atomic(frames_folder / f"{t:05d}.png", to_png_uint8(denoised))
+            write_png(frames_folder / frame_name(t), to_png_uint8(denoised))
         metric_start = time.perf_counter()
         psnrs.append(frame_psnr(denoised, clean[t]))
         ssims.append(frame_ssim(denoised, clean[t]))
@@ -173,6 +165,10 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma: float,
         if progress is not None:
             progress.update(1)
     seconds = time.perf_counter() - start - metric_seconds
+    if frames_folder is not None:
+        remove_earlier_frames(frames_folder, len(psnrs))
+    if not all(math.isfinite(v) for v in psnrs + ssims):
+        raise UserError("the denoised frames are not finite (NaN or inf): the checkpoint or the input is broken")
     # Sum in frame order, then divide: the official fastdvdnet_batch_psnr / batch_ssim averages.
     return {"psnr": float(sum(psnrs) / len(psnrs)), "ssim": float(sum(ssims) / len(ssims)),
             "frames": len(psnrs), "seconds": seconds}
@@ -189,6 +185,9 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     results: dict[str, Any] = {}
     total_frames, total_seconds = 0, 0.0
     for name, clean in sequences:
+        if min(clean.shape[-2:]) < SSIM_WINDOW:
+            raise UserError(f"sequence '{name}': frames are {clean.shape[-1]}x{clean.shape[-2]}; the official "
+                            f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
         with tqdm(total=clean.shape[0], desc=f"{name} (sigma {_sigma_label(sigma)})", unit="frame",
                   file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
             folder = _frames_folder(args, sigma_key, name, several)

@@ -17,8 +17,9 @@ import torch
 
 from datasets.builtin import builtin_split
 from datasets.eval_sequences import to_unit_float
+from datasets.video_io import write_png
 from engine.denoiser import DEVICE_CHOICES, load_denoiser, resolve_device
-from engine.evaluate import to_png_uint8, write_png_atomic, write_results_json
+from engine.evaluate import to_png_uint8, write_results_json
 from engine.inference import denoise_sequence
 from utils.checkpoint import extract_state_dict, infer_model_options, load_checkpoint
 from utils.errors import UserArgumentParser, UserError, run_cli
@@ -57,7 +58,7 @@ def report_builtin(model_file: str, clip: str = "bikes", sigma: float = 30.0, de
     print(f"  gain      {gain:+6.2f} dB")
     if output_png:
         middle = clean.shape[0] // 2
-        write_png_atomic(Path(output_png), to_png_uint8(side_by_side(noisy[middle], denoised[middle], clean[middle])))
+        write_png(Path(output_png), to_png_uint8(side_by_side(noisy[middle], denoised[middle], clean[middle])))
         print(f"side by side (noisy | denoised | clean), frame {middle}: {output_png}")
     if results_json:
         write_results_json(results_json, result)

@@ -275,6 +275,8 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
         log.info(f"resuming from '{resume_path}' (epoch {start_epoch} of {args.epochs} done)")
     params = [p for group in optimizer.param_groups for p in group["params"]]
     net = wrap_ddp(model, ctx, unmanaged=model.pwcnet if distillation is not None else None)
+    if args.compile:  # checkpoints and validation keep using `model` itself
+        net = torch.compile(net)
     loader, sampler = _make_loader(train_data, args, ctx)
     log.info(f"training {args.model} on {ctx.device} x{ctx.world_size}: flow {flow_source}, "
              f"{len(loader)} iterations/epoch, epochs {start_epoch + 1}..{args.epochs}, log_dir '{log_dir}'")

@@ -17,6 +17,8 @@ from models.pwc import PWCNet
 
 FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FLOW_KINDS = ("pwc", "dis", "zero")
+# Smallest frame side OpenCV's DIS handles safely (see `dis_flow`).
+DIS_MIN_SIZE = 16
 # Frame pairs per flow call in `pair_flows` (both directions, so 2x this many PWC flows). PWC's
 # level-2 feature stack alone takes 565 channels x H/4 x W/4 floats per flow (~80 MB at 960x576),
 # so a small chunk bounds memory while still filling a GPU.
@@ -85,8 +87,14 @@ def dis_flow(im1: torch.Tensor, im2: torch.Tensor,
     (N,2,H,W) on the device and in the dtype of `im1`.
     """
     gray1, gray2 = _to_gray_u8(im1), _to_gray_u8(im2)
+    height, width = gray1.shape[1:]
+    # OpenCV's DIS fails below DIS_MIN_SIZE pixels (an error at 11x11, a segmentation fault for
+    # 12-15 rows of 64 or more columns): smaller frames are edge-padded, the flow cropped back.
+    pad_h, pad_w = max(0, DIS_MIN_SIZE - height), max(0, DIS_MIN_SIZE - width)
+    if pad_h or pad_w:
+        gray1, gray2 = (np.pad(g, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge") for g in (gray1, gray2))
     dis = cv2.DISOpticalFlow_create(preset)
-    flows = np.stack([dis.calc(a, b, None) for a, b in zip(gray1, gray2)])  # (N,H,W,2)
+    flows = np.stack([dis.calc(a, b, None)[:height, :width] for a, b in zip(gray1, gray2)])  # (N,H,W,2)
     return torch.from_numpy(flows).permute(0, 3, 1, 2).to(device=im1.device, dtype=im1.dtype)
 
 

@@ -27,10 +27,9 @@ import engine.denoise_video as denoise_cli
 import engine.evaluate as evaluate_cli
 import engine.train as train_cli
 from datasets.video_io import read_video, write_video
-from models import build_model
-from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
+from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, tiny_argv
 from utils import errors
-from utils.checkpoint import add_module_prefix, load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.errors import run_cli
 
 TINY = ["--num_channels", "8", "--num_resblocks", "2", "--device", "cpu", "--flow", "zero"]
@@ -47,31 +46,6 @@ def break_checkpoint_save(epoch: int, fault):
             fault()
 
     return save
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """Good and broken inputs: training / evaluation frame folders, checkpoints, a blocking file."""
-    root = tmp_path_factory.mktemp("robust")
-    train = make_sequence_folders(root / "train", 1, 6)
-    truncated = root / "train_truncated"
-    shutil.copytree(train, truncated)
-    frame = truncated / "seq0" / "00003.png"
-    frame.write_bytes(frame.read_bytes()[:200])
-    mixed = root / "train_mixed"
-    shutil.copytree(train, mixed)
-    cv2.imwrite(str(mixed / "seq0" / "00002.png"), np.zeros((24, 48, 3), np.uint8))
-    (root / "empty").mkdir()
-    (root / "no_images" / "seq0").mkdir(parents=True)
-    (root / "no_images" / "seq0" / "readme.txt").write_text("not a frame")
-    torch.manual_seed(0)
-    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2)
-    ckpt = root / "tiny.pth"
-    save_checkpoint(ckpt, {"args": {"flow_source": "zero"}, "state_dict": add_module_prefix(model.state_dict())})
-    (root / "junk.pth").write_text("these are notes, not weights")
-    (root / "cut.pth").write_bytes(ckpt.read_bytes()[:4096])
-    (root / "blocker").write_text("a file where a folder is expected")
-    return {"root": root, "train": train, "truncated": truncated, "mixed": mixed, "ckpt": ckpt}
 
 
 def cli(main, argv, capsys):

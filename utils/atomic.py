@@ -51,12 +51,14 @@ def atomic_path(path: str | os.PathLike, what: str = "", suffix: str = "") -> It
         raise
 
 
-def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temp files that writes killed mid-way left in `folder`; returns their paths."""
+def remove_temp_files(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temp files that writes killed mid-way left in `folder` (only those of the output
+    called `name`, when given); returns their paths."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = sorted(p for p in folder.iterdir() if TEMP_NAME.match(p.name) and p.is_file())
+    stale = sorted(p for p in folder.iterdir() if TEMP_NAME.match(p.name) and p.is_file()
+                   and (name is None or p.name.startswith(f".{name}.")))
     for path in stale:
         remove_quietly(path)
     return stale

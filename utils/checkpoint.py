@@ -94,8 +94,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Load a checkpoint (or a bare state dict) file; `UserError` if missing, truncated or foreign."""
     path = Path(path)
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        what = ("is a folder, not a checkpoint file" if path.is_dir() else
+                "is not a regular file" if path.exists() else "does not exist")
         raise UserError(f"checkpoint '{path}' {what}")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"cannot read checkpoint '{path}': Permission denied")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -224,6 +227,9 @@ def load_model_weights(model: nn.Module, state_dict_or_ckpt: Mapping[str, Any],
                  (("missing", missing), ("unexpected", unexpected), ("with other shapes", mismatched)) if keys]
         raise UserError(f"{source} does not fit the model: {'; '.join(parts)}"
                         f"{_suggestion(infer_model_options(state), infer_model_options(expected))}")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise UserError(f"{source} holds NaN or inf weights ({bad}): it cannot denoise; use an earlier checkpoint")
     model.load_state_dict(state, strict=True)
 
 

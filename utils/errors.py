@@ -24,6 +24,25 @@ class UserArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see --help)")
 
 
+def int_in_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse `type`: an integer in [low, high] (an absurd value is refused before it overflows)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range [{low}, {high}]")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+# Integer options of any meaning: absurd magnitudes are refused by argparse, sensible minimums by
+# each script's own checks (with their clearer messages).
+BOUNDED_INT = int_in_range(-(2 ** 31), 2 ** 31 - 1)
+
+
 def warn(message: str, once: bool = True) -> None:
     """Print `warning: <message>` on stderr; with `once`, each distinct message only once."""
     if once:

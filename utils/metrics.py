@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-SSIM_OPTIONS = dict(channel_axis=2, win_size=11, gaussian_weights=True, sigma=1.5,
+SSIM_WINDOW = 11  # the official window: frames must be at least this large on both sides
+SSIM_OPTIONS = dict(channel_axis=2, win_size=SSIM_WINDOW, gaussian_weights=True, sigma=1.5,
                     K1=0.01, K2=0.03, data_range=1)
 
 

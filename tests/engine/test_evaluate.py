@@ -132,18 +132,21 @@ def test_mismatched_checkpoint_exits_2_naming_num_channels(setup):
 
 
 def test_png_write_failure_keeps_earlier_file(tmp_path, monkeypatch):
-    import errno
-
-    import engine.evaluate as evaluation
+    """A full disk while a PNG is written (the real ENOSPC of /dev/full) keeps the earlier file."""
+    import utils.atomic as atomic
+    from datasets.video_io import write_png
 
     target = tmp_path / "00000.png"
     first = np.full((4, 5, 3), 7, dtype=np.uint8)
-    evaluation.write_png_atomic(target, first)
+    write_png(target, first)
+    real_path = atomic.Path
 
-    def disk_full(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk(type(real_path())):
+        def write_bytes(self, data):
+            with open("/dev/full", "wb") as full:
+                return full.write(data) and full.flush()
 
-    monkeypatch.setattr(evaluation.os, "replace", disk_full)
+    monkeypatch.setattr(atomic, "Path", FullDisk)
     with pytest.raises(UserError, match="No space left on device"):
-        evaluation.write_png_atomic(target, np.zeros((4, 5, 3), dtype=np.uint8))
+        write_png(target, np.zeros((4, 5, 3), dtype=np.uint8))
     assert np.array_equal(cv2.imread(str(target)), first) and [p.name for p in tmp_path.iterdir()] == ["00000.png"]

@@ -103,3 +103,21 @@ def test_resume_after_sigkill_mid_epoch(tmp_path, train_dir):
     assert [row["epoch"] for row in history] == [1, 2]
     for name in checkpoints:
         assert load_checkpoint(log_dir / name)["args"]["epoch"] == int(name[6])
+
+
+def test_compile_option_compiles_the_training_forward(train_dir, tmp_path, monkeypatch):
+    """--compile wraps the network that trains (not the model that is saved and validated)."""
+    import torch
+
+    from engine.train import train
+
+    compiled = []
+
+    def fake_compile(module):
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    argv = tiny_argv(train_dir, None, tmp_path, patches_per_epoch=2) + ["--compile"]
+    out = train(build_arg_parser().parse_args(argv))
+    assert compiled == [out["model"]] and (tmp_path / "ckpt_e1.pth").is_file()

@@ -109,3 +109,20 @@ def test_pwc_flow_fn_grad_switch():
     assert make_flow_fn("pwc", net, requires_grad=True)(im, im).requires_grad
     with torch.no_grad():
         assert not make_flow_fn("pwc", net, requires_grad=True)(im, im).requires_grad
+
+
+@pytest.mark.parametrize("height,width", [(12, 64), (15, 300), (11, 11), (1, 1), (8, 40), (40, 8)])
+def test_dis_flow_handles_frames_below_its_minimum(height, width):
+    """OpenCV's DIS crashes (segmentation fault) on 12-15-row frames of 64+ columns and raises below
+    12x12: such frames are padded, so a small clip still gets a flow of its own size."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from models.flow import dis_flow; "
+            f"a = torch.rand(2, 3, {height}, {width}, generator=torch.Generator().manual_seed(0)); "
+            "f = dis_flow(a, torch.roll(a, 1, dims=3)); assert f.shape == (2, 2, a.shape[2], a.shape[3]); "
+            "assert torch.isfinite(f).all(); print('ok')")
+    from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=SUBPROCESS_ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-500:]
