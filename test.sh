@@ -9,6 +9,7 @@
 #       $BUILTIN_CLIP).
 # The model configuration (--model, --num_resblocks, --num_channels) is read from the checkpoint's
 # saved arguments when it has them (the authors' file: the released configuration).
+# FINETUNE=N fine-tunes on each test sequence first (the paper's per-video STBN_s; sRGB_test.py --finetune).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ -n "${SET8_DIR:-}" ] && [ ! -d "$SET8_DIR" ]; then  # before the venv set-up: fail fast
@@ -63,4 +64,5 @@ if [ -z "${SET8_DIR:-}" ]; then
   DATA=(--builtin "$CLIP")
 fi
 
-exec "$PY" sRGB_test.py "${CONFIG[@]}" --noise_sigmas 10 20 30 40 50 --model_file "$CKPT" "${DATA[@]}" "$@"
+exec "$PY" sRGB_test.py "${CONFIG[@]}" --noise_sigmas 10 20 30 40 50 --model_file "$CKPT" "${DATA[@]}" \
+  ${FINETUNE:+--finetune "$FINETUNE"} "$@"

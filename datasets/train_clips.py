@@ -53,7 +53,8 @@ def _usable_sequences(names: list[str], lengths: list[int], train_length: int, s
 
 
 class TrainClipDataset(Dataset):
-    """Random `patch_size` crops of `train_length`-frame clips; items are uint8 (T,3,P,P) tensors."""
+    """Random `patch_size` crops of `train_length`-frame clips; items are (T,3,P,P) tensors of the
+    sequences' dtype (uint8 from frame folders)."""
 
     def __init__(self, seq_dir: str | os.PathLike, train_length: int = 8, patch_size: int = 96,
                  patches_per_epoch: int | None = 32000, temp_stride: int = 3, augment: bool = False):
@@ -69,11 +70,12 @@ class TrainClipDataset(Dataset):
     def from_sequences(cls, sequences: Sequence[np.ndarray | torch.Tensor], train_length: int = 8,
                        patch_size: int = 96, patches_per_epoch: int | None = 32000, temp_stride: int = 3,
                        augment: bool = False, names: Sequence[str] | None = None) -> TrainClipDataset:
-        """Build from in-memory uint8 (T,3,H,W) sequences (e.g. a built-in clip)."""
+        """Build from in-memory (T,3,H,W) sequences: uint8 frames (e.g. a built-in clip), or float32
+        ones (a noisy sequence as the evaluation protocol draws it, for per-video fine-tuning)."""
         arrays = [np.ascontiguousarray(s.numpy() if isinstance(s, torch.Tensor) else s) for s in sequences]
         for i, seq in enumerate(arrays):
-            if seq.dtype != np.uint8 or seq.ndim != 4 or seq.shape[1] != 3:
-                raise ValueError(f"sequence {i}: expected uint8 (T,3,H,W), got {seq.dtype} {seq.shape}")
+            if seq.dtype not in (np.uint8, np.float32) or seq.ndim != 4 or seq.shape[1] != 3:
+                raise ValueError(f"sequence {i}: expected uint8 or float32 (T,3,H,W), got {seq.dtype} {seq.shape}")
         names = list(names) if names else [f"sequence {i}" for i in range(len(arrays))]
         usable = _usable_sequences(names, [len(a) for a in arrays], train_length, "the given sequences")
         dataset = cls.__new__(cls)

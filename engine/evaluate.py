@@ -10,6 +10,7 @@ as frames finish, so the bounded-memory path never holds the whole output.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from datasets.builtin import builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from datasets.video_io import frame_name, remove_earlier_frames, write_png
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, warn
@@ -43,6 +45,11 @@ def _official_bool(value: str) -> bool:
     if lowered in ("0", "false", "no", "n", "off", ""):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+# STBN_s defaults: the training recipe's rate (paper), clips per step and crops (engine/finetune.py).
+FINETUNE_LR = 1e-4
+FINETUNE_BATCH = 4
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -72,6 +79,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--align", choices=ALIGN_CHOICES,
                        help="hidden-state warp (default: as the checkpoint was trained; nearest for the "
                             "authors' file); BSA/SRFE switches are always read from the checkpoint")
+    extra.add_argument("--finetune", type=BOUNDED_INT, default=0, metavar="N",
+                       help="STBN_s: before each sequence, N self-supervised Adam steps on that sequence's "
+                            "protocol noisy frames (float, unclipped), starting from the checkpoint every time")
+    extra.add_argument("--finetune_lr", type=float, default=FINETUNE_LR,
+                       help="Adam learning rate of --finetune (default: the paper's training rate 1e-4)")
     extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                        help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     return p
@@ -86,6 +98,10 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, float]]:
         raise UserError(f"--test_path: '{args.test_path}' is not an existing folder")
     if args.max_num_fr_per_seq < 1:
         raise UserError(f"--max_num_fr_per_seq must be at least 1, got {args.max_num_fr_per_seq}")
+    if args.finetune < 0:
+        raise UserError(f"--finetune must be 0 or more steps, got {args.finetune}")
+    if not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
+        raise UserError(f"--finetune_lr must be a positive number, got {args.finetune_lr}")
     if not args.noise_sigmas:
         raise UserError("--noise_sigmas: give at least one noise level (e.g. 30)")
     sigmas: dict[str, float] = {}
@@ -146,12 +162,17 @@ def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_
 
 
 def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma: float, memory: str = "auto",
-                      frames_folder: Path | None = None, progress: tqdm | None = None) -> dict[str, Any]:
+                      frames_folder: Path | None = None, progress: tqdm | None = None,
+                      finetune: dict[str, Any] | None = None, name: str = "sequence") -> dict[str, Any]:
     """One sequence of the protocol; `sigma` on the 0-255 scale. Returns psnr, ssim, frames, seconds.
 
-    `seconds` covers denoising and PNG writing, as the official timing does, not the metrics.
+    `finetune` (STBN_s, `finetune_on_video` options) first trains the model on this sequence's
+    protocol noisy frames; the caller restores the weights afterwards. `seconds` covers denoising
+    and PNG writing, as the official timing does, not the fine-tuning or the metrics.
     """
     noisy = add_test_noise(clean, unit_sigma(sigma))
+    if finetune:
+        finetune_on_video(model, noisy.numpy(), unit_sigma(sigma), desc=f"fine-tuning {name}", **finetune)
     psnrs, ssims = [], []
     metric_seconds = 0.0
     start = time.perf_counter()
@@ -184,6 +205,8 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     root_name = Path(args.test_path).name if args.test_path else "builtin"
     results: dict[str, Any] = {}
     total_frames, total_seconds = 0, 0.0
+    finetune = finetune_options(args)
+    checkpoint_weights = copy.deepcopy(model.state_dict()) if finetune else None
     for name, clean in sequences:
         if min(clean.shape[-2:]) < SSIM_WINDOW:
             raise UserError(f"sequence '{name}': frames are {clean.shape[-1]}x{clean.shape[-2]}; the official "
@@ -191,7 +214,9 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
         with tqdm(total=clean.shape[0], desc=f"{name} (sigma {_sigma_label(sigma)})", unit="frame",
                   file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
             folder = _frames_folder(args, sigma_key, name, several)
-            result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar)
+            result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar, finetune, name)
+        if checkpoint_weights is not None:  # every sequence starts from the checkpoint
+            model.load_state_dict(checkpoint_weights)
         results[name] = result
         label = f"{root_name}/{name}"
         print("{:50}:, PSNR: {:.4f}dB, SSIM: {:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
@@ -202,7 +227,18 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     psnr = float(sum(r["psnr"] for r in results.values()) / len(results))
     ssim = float(sum(r["ssim"] for r in results.values()) / len(results))
     print(f"sigma {_sigma_label(sigma)}, PSNR: {psnr:6.4f}, SSIM: {ssim:6.4f}", flush=True)
-    return {"psnr": psnr, "ssim": ssim, "sequences": results}
+    summary = {"psnr": psnr, "ssim": ssim, "sequences": results}
+    if finetune:
+        summary["finetune"] = finetune
+    return summary
+
+
+def finetune_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The STBN_s settings (`finetune_on_video` keywords) of --finetune, None without it."""
+    if not args.finetune:
+        return None
+    return {"iterations": args.finetune, "lr": args.finetune_lr, "batch_size": FINETUNE_BATCH,
+            "patch_size": DEFAULT_PATCH_SIZE, "train_length": DEFAULT_TRAIN_LENGTH, "seed": 0}
 
 
 def write_results_json(path: str | os.PathLike, results: dict[str, Any]) -> None:

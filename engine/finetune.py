@@ -26,12 +26,14 @@ DEFAULT_TRAIN_LENGTH = 8
 
 def finetune_on_video(model: nn.Module, frames: np.ndarray, sigma: float, iterations: int,
                       lr: float = 1e-4, batch_size: int = 4, patch_size: int = DEFAULT_PATCH_SIZE,
-                      train_length: int = DEFAULT_TRAIN_LENGTH, seed: int = 0) -> list[float]:
+                      train_length: int = DEFAULT_TRAIN_LENGTH, seed: int = 0,
+                      desc: str = "fine-tuning") -> list[float]:
     """Train `model` (on its device) for `iterations` Adam steps on crops of `frames`.
 
-    `frames`: the noisy video as uint8 (T,3,H,W); `sigma` on the [0, 1] scale. Patch size and clip
-    length shrink to fit small videos. Returns the loss of every step; non-finite steps are skipped.
-    The model is left in eval mode without gradients.
+    `frames`: the noisy video (T,3,H,W), uint8, or float32 on the [0, 1] scale and unclipped (the
+    evaluation's protocol noise); `sigma` on the [0, 1] scale. Patch size and clip length shrink to
+    fit small videos. Returns the loss of every step; non-finite steps are skipped. The model is
+    left in eval mode without gradients.
     """
     if iterations < 1:
         raise UserError(f"--finetune must be at least 1 iteration, got {iterations}")
@@ -54,8 +56,10 @@ def finetune_on_video(model: nn.Module, frames: np.ndarray, sigma: float, iterat
     model.train()
     losses: list[float] = []
     try:
-        for clips in tqdm(loader, desc="fine-tuning", unit="it", file=sys.stderr, dynamic_ncols=True):
-            noisy = clips.to(device).float().div_(255)
+        for clips in tqdm(loader, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True):
+            noisy = clips.to(device).float()
+            if frames.dtype == np.uint8:
+                noisy.div_(255)
             sigmas = torch.full((noisy.shape[0],), float(sigma), device=device)
             result = train_step(model, optimizer, params, noisy, torch.full_like(noisy, float(sigma)), sigmas)
             if not result.finite:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from datasets.train_clips import TrainClipDataset
 from engine.distill import FlowDistillation
-from engine.distributed import DistContext, barrier, setup_distributed, teardown_distributed, wrap_ddp
+from engine.distributed import DistContext, all_ranks_true, barrier, setup_distributed, teardown_distributed, wrap_ddp
 from engine.inference import denoise_sequence
 from engine.logging_utils import LOG_FILE, TensorBoardSink, close_run_logger, setup_run_logger, write_history
 from engine.train_args import build_arg_parser, validate_args
@@ -108,8 +108,12 @@ class NonFiniteGuard:
 def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.Parameter],
                args: argparse.Namespace, noise_ival: list[float], epoch: int, ctx: DistContext,
                amp: bool, guard: NonFiniteGuard, log, board: TensorBoardSink,
-               distillation: FlowDistillation | None = None) -> dict[str, float]:
-    """Train one epoch; returns its mean loss, skipped steps and throughput."""
+               distillation: FlowDistillation | None = None, deadline: float | None = None) -> dict[str, Any]:
+    """Train one epoch; returns its mean loss, skipped steps, throughput and iterations run.
+
+    At `deadline` (a `time.monotonic()` value, --time_budget) the epoch ends after the current
+    step, on every rank alike; the caller then finishes the epoch as usual and stops.
+    """
     model.train()
     losses: list[float] = []
     window: list[float] = []
@@ -118,6 +122,7 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
     start = time.perf_counter()
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{args.epochs}", unit="it", file=sys.stderr,
                disable=not ctx.is_main, dynamic_ncols=True, leave=False)
+    done = 0
     for iteration, clips in enumerate(loader, start=1):
         clean = clips.to(ctx.device, non_blocking=True).float().div_(255)
         step = (epoch - 1) * len(loader) + iteration
@@ -150,11 +155,17 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
             board.scalars({"train/loss": float(np.mean(window)), "train/psnr": psnr_post,
                            "train/psnr_mean": psnr_mean}, step)
             window.clear()
+        done = iteration
+        if deadline is not None and not all_ranks_true(ctx, time.monotonic() < deadline):
+            break
     bar.close()
     seconds = time.perf_counter() - start
-    return {"loss": float(np.mean(losses)) if losses else float("nan"),
-            "nonfinite_steps": guard.total - skipped_before, "seconds": seconds,
-            "frames_per_s": len(loader) * frames_per_step / max(seconds, 1e-9)}
+    stats = {"loss": float(np.mean(losses)) if losses else float("nan"),
+             "nonfinite_steps": guard.total - skipped_before, "seconds": seconds,
+             "frames_per_s": done * frames_per_step / max(seconds, 1e-9)}
+    if done < len(loader):
+        stats["iterations"] = done  # cut short by --time_budget
+    return stats
 
 
 def _make_loader(dataset: TrainClipDataset, args: argparse.Namespace, ctx: DistContext):
@@ -282,6 +293,7 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
              f"{len(loader)} iterations/epoch, epochs {start_epoch + 1}..{args.epochs}, log_dir '{log_dir}'")
     board = TensorBoardSink(log_dir, enabled=ctx.is_main)
     guard = NonFiniteGuard()
+    deadline = time.monotonic() + 60 * args.time_budget if args.time_budget else None
     try:
         for epoch in range(start_epoch + 1, args.epochs + 1):
             seed_epoch(args.seed, epoch, ctx.rank)
@@ -289,7 +301,7 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
                 sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             stats = _run_epoch(net, loader, optimizer, params, args, noise_ival, epoch, ctx, amp, guard,
-                               log, board, distillation)
+                               log, board, distillation, deadline)
             scheduler.step()
             if ctx.is_main:
                 val_psnr = validate(model, val_sequences, val_sigma, ctx.device)
@@ -310,6 +322,11 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
                          + f", {stats['frames_per_s']:.1f} frames/s, skipped steps {stats['nonfinite_steps']}, "
                          f"saved '{path}'")
             barrier(ctx)
+            if "iterations" in stats or (deadline is not None and time.monotonic() >= deadline):
+                log.info(f"--time_budget of {args.time_budget:g} min spent: stopped after epoch {epoch} "
+                         f"({stats.get('iterations', len(loader))} of {len(loader)} iterations); rerun with "
+                         "the same command to continue")
+                break
     finally:
         board.close()
     summary["nonfinite_steps"] = guard.total

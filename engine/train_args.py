@@ -64,6 +64,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--amp", action="store_true",
                        help="bf16 autocast of the network (CUDA, or CPUs with native bf16: about 2x faster "
                             "steps there; the loss stays float32)")
+    extra.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
+                       help="stop when this much training time is spent: the current epoch ends after its "
+                            "step and is saved as usual (checkpoint, metrics, curves); rerunning continues")
     extra.add_argument("--compile", action="store_true",
                        help="torch.compile the network for training (5-11%% faster steps on a 2-core CPU after a "
                             "compile of about a minute; benchmarks/train_speed.py)")
@@ -128,6 +131,8 @@ def validate_args(args: argparse.Namespace) -> None:
                           ("val_max_frames", 1), ("num_channels", 1), ("num_resblocks", 0), ("seed", 0)):
         _require(getattr(args, name) >= minimum, f"--{name} must be at least {minimum}, got {getattr(args, name)}")
     _require(math.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
+    _require(args.time_budget is None or (math.isfinite(args.time_budget) and args.time_budget > 0),
+             f"--time_budget must be a positive number of minutes, got {args.time_budget}")
     _require(math.isfinite(args.gamma) and args.gamma > 0, f"--gamma must be a positive number, got {args.gamma}")
     milestones = list(args.milestones)
     _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),

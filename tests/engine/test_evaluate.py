@@ -150,3 +150,27 @@ def test_png_write_failure_keeps_earlier_file(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="No space left on device"):
         write_png(target, np.zeros((4, 5, 3), dtype=np.uint8))
     assert np.array_equal(cv2.imread(str(target)), first) and [p.name for p in tmp_path.iterdir()] == ["00000.png"]
+
+
+def test_stbn_s_finetuning_improves_psnr_and_starts_each_sequence_from_the_checkpoint(setup, monkeypatch):
+    """--finetune 20 (STBN_s) trains on each sequence's protocol noisy frames (float, unclipped),
+    beats --finetune 0 on both sequences, and restores the checkpoint before the next sequence."""
+    import engine.evaluate as evaluation
+
+    seen = []
+    real = evaluation.finetune_on_video
+
+    def recording(model, frames, sigma, **options):
+        seen.append((frames.dtype, float(frames.min()), {k: v.clone() for k, v in model.state_dict().items()}))
+        return real(model, frames, sigma, **options)
+
+    monkeypatch.setattr(evaluation, "finetune_on_video", recording)
+    plain = evaluate(_args(setup, "--no_save", "--memory", "full"))
+    tuned = evaluate(_args(setup, "--no_save", "--memory", "full", "--finetune", "20", "--finetune_lr", "1e-3"))
+    assert tuned["30"]["finetune"]["iterations"] == 20 and tuned["30"]["finetune"]["lr"] == 1e-3
+    for name in ("seq0", "seq1"):
+        assert tuned["30"]["sequences"][name]["psnr"] > plain["30"]["sequences"][name]["psnr"] + 0.1
+    assert len(seen) == 2 and all(dtype == np.float32 and low < 0 for dtype, low, _ in seen)  # unclipped
+    first, second = seen[0][2], seen[1][2]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert all(torch.equal(first[k], v) for k, v in setup["model"].state_dict().items())

@@ -79,3 +79,17 @@ def test_without_validation_set_history_has_no_psnr(data_dirs, tmp_path):
     out = train(build_arg_parser().parse_args(tiny_argv(train_dir, None, tmp_path, patches_per_epoch=4)))
     assert out["history"][0]["val_psnr"] is None
     assert (tmp_path / "curves.png").is_file()
+
+
+def test_time_budget_ends_the_epoch_cleanly_and_a_rerun_continues(data_dirs, tmp_path, capsys):
+    """A budget far below one epoch: epoch 1 stops after its first step, is saved with its metrics
+    and curves, training stops; the same command then continues with epoch 2."""
+    out = run(data_dirs, tmp_path, epochs=3, patches_per_epoch=40, time_budget=1e-6)
+    history = out["history"]
+    assert [row["epoch"] for row in history] == [1] and history[0]["iterations"] == 1
+    for name in ("ckpt_e1.pth", "metrics.json", "metrics.csv", "curves.png"):
+        assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "ckpt_e2.pth").exists()
+    assert "--time_budget of 1e-06 min spent: stopped after epoch 1 (1 of 20 iterations)" in capsys.readouterr().out
+    again = run(data_dirs, tmp_path, epochs=3, patches_per_epoch=40, time_budget=1e-6)
+    assert [row["epoch"] for row in again["history"]] == [1, 2]
