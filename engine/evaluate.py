@@ -161,22 +161,22 @@ def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_
     return _make_folder(root / name)
 
 
-def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma: float, memory: str = "auto",
+def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: float, memory: str = "auto",
                       frames_folder: Path | None = None, progress: tqdm | None = None,
                       finetune: dict[str, Any] | None = None, name: str = "sequence") -> dict[str, Any]:
-    """One sequence of the protocol; `sigma` on the 0-255 scale. Returns psnr, ssim, frames, seconds.
+    """One sequence of the protocol at noise level `sigma_255` (0-255 scale). Returns psnr, ssim, frames, seconds.
 
     `finetune` (STBN_s, `finetune_on_video` options) first trains the model on this sequence's
     protocol noisy frames; the caller restores the weights afterwards. `seconds` covers denoising
     and PNG writing, as the official timing does, not the fine-tuning or the metrics.
     """
-    noisy = add_test_noise(clean, unit_sigma(sigma))
+    noisy = add_test_noise(clean, unit_sigma(sigma_255))
     if finetune:
-        finetune_on_video(model, noisy.numpy(), unit_sigma(sigma), desc=f"fine-tuning {name}", **finetune)
+        finetune_on_video(model, noisy.numpy(), unit_sigma(sigma_255), desc=f"fine-tuning {name}", **finetune)
     psnrs, ssims = [], []
     metric_seconds = 0.0
     start = time.perf_counter()
-    for t, denoised in denoise_frames(model, noisy, unit_sigma(sigma), memory):
+    for t, denoised in denoise_frames(model, noisy, unit_sigma(sigma_255), memory):
         if frames_folder is not None:
             write_png(frames_folder / frame_name(t), to_png_uint8(denoised))
         metric_start = time.perf_counter()

@@ -364,3 +364,28 @@ def test_failed_starts_leave_no_log_dir_and_stale_temp_videos_are_removed(inputs
     code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, inputs["train"] / "seq0", tmp_path / "out.mp4"), capsys)
     assert code == 0, err
     assert not stale.exists() and (tmp_path / "out.mp4").is_file()
+
+
+def test_a_log_dir_inside_the_training_data_is_refused(inputs, tmp_path, capsys):
+    data = tmp_path / "train"
+    shutil.copytree(inputs["train"], data)
+    before = _files(data)
+    code, _, err = cli(train_cli.main, tiny_argv(data, None, data / "seq0" / "log"), capsys)
+    assert code == 2 and "--log_dir" in the_error(err) and "would overwrite the input of --trainset_dir" in err
+    assert _files(data) == before
+
+
+def test_non_finite_weights_are_never_saved(inputs, tmp_path, capsys, monkeypatch):
+    """Weights that went bad during an epoch stop training before its checkpoint is written."""
+    argv, log = _trained(tmp_path, inputs)
+    real_validate = train_cli.validate
+
+    def poisoning(model, *args):
+        with torch.no_grad():
+            model.d2.convs[0].weight.fill_(float("inf"))
+        return real_validate(model, *args)
+
+    monkeypatch.setattr(train_cli, "validate", poisoning)
+    code, _, err = cli(train_cli.main, tiny_argv(inputs["train"], None, log, epochs=2, patches_per_epoch=2), capsys)
+    assert code == 2 and "training diverged: the weights hold NaN or inf after epoch 2" in the_error(err)
+    assert f"the last good checkpoint is '{log}/ckpt_e1.pth'" in err and not (log / "ckpt_e2.pth").exists()
