@@ -16,7 +16,11 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
     "bdc_2_unify": {"noise_map": True},  # the released sRGB model (reads a noise-level map)
     "stbn": {"noise_map": True},  # alias of bdc_2_unify
     "bdc_flow": {"noise_map": False},  # the flow-distillation variant: no noise-map input
+    # The raw-video (CRVD) model: packed Bayer frames (R, G, G, B), no noise map, a 4-channel
+    # mean head (plain blind-spot loss), flows on the frames' pseudo-RGB.
+    "BR_d_c_raw": {"img_channels": 4, "noise_map": False, "head_outputs": 4, "flow_view": "packed_bayer"},
 }
+MODEL_OPTIONS["stbn_raw"] = MODEL_OPTIONS["BR_d_c_raw"]  # its readable name
 
 
 def model_config(name: str, img_channels: int = 3, num_resblocks: int = 5, num_channels: int = 64,
@@ -24,8 +28,8 @@ def model_config(name: str, img_channels: int = 3, num_resblocks: int = 5, num_c
     """The config of the model called `name`; `options` are further StbnConfig fields."""
     if name not in MODEL_OPTIONS:
         raise UserError(f"--model: unknown model {name!r}; known models: {', '.join(MODEL_OPTIONS)}")
-    return StbnConfig(img_channels=img_channels, num_resblocks=num_resblocks, num_channels=num_channels,
-                      **{**MODEL_OPTIONS[name], **options})
+    fields = {"img_channels": img_channels, "num_resblocks": num_resblocks, "num_channels": num_channels}
+    return StbnConfig(**{**fields, **MODEL_OPTIONS[name], **options})
 
 
 def build_model(name: str | StbnConfig = "bdc_2_unify", img_channels: int = 3, num_resblocks: int = 5,

@@ -12,7 +12,7 @@ from typing import Any
 
 from models.alignment import ALIGN_MODES
 from models.direction_fusion import DIRECTION_FUSIONS
-from models.flow import FLOW_KINDS
+from models.flow import FLOW_KINDS, FLOW_VIEWS
 from models.head import gaussian_outputs
 
 
@@ -29,7 +29,8 @@ class StbnConfig:
     'softsplat'); bsa: blind-spot alignment re-fuses cell output and aligned state;
     direction_fusion: the block merging both directions ('srfe' official, see
     models/direction_fusion.py); flow: where alignment flows come from ('pwc' the model's
-    PWC-Net, 'dis' OpenCV DIS, 'zero' no motion).
+    PWC-Net, 'dis' OpenCV DIS, 'zero' no motion); flow_view: what the flow sees of a frame ('rgb',
+    or 'packed_bayer': the official pseudo-RGB of 4-channel packed raw frames).
     """
 
     img_channels: int = 3
@@ -41,11 +42,13 @@ class StbnConfig:
     bsa: bool = True
     direction_fusion: str = "srfe"
     flow: str = "pwc"
+    flow_view: str = "rgb"
 
     def __post_init__(self) -> None:
         if self.head_outputs is None:
             object.__setattr__(self, "head_outputs", gaussian_outputs(self.img_channels))
         for name, value, choices in (("align", self.align, ALIGN_MODES), ("flow source", self.flow, FLOW_KINDS),
+                                     ("flow view", self.flow_view, FLOW_VIEWS),
                                      ("direction fusion", self.direction_fusion, tuple(DIRECTION_FUSIONS))):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")

@@ -17,6 +17,9 @@ from models.pwc import PWCNet
 
 FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FLOW_KINDS = ("pwc", "dis", "zero")
+# What the flow network sees of a frame: the frame itself (RGB), or the official pseudo-RGB of a
+# packed Bayer frame (see `pseudo_rgb`).
+FLOW_VIEWS = ("rgb", "packed_bayer")
 # Smallest frame side OpenCV's DIS handles safely (see `dis_flow`).
 DIS_MIN_SIZE = 16
 # Frame pairs per flow call in `pair_flows` (both directions, so 2x this many PWC flows). PWC's
@@ -96,6 +99,22 @@ def dis_flow(im1: torch.Tensor, im2: torch.Tensor,
     dis = cv2.DISOpticalFlow_create(preset)
     flows = np.stack([dis.calc(a, b, None)[:height, :width] for a, b in zip(gray1, gray2)])  # (N,H,W,2)
     return torch.from_numpy(flows).permute(0, 3, 1, 2).to(device=im1.device, dtype=im1.dtype)
+
+
+def pseudo_rgb(packed: torch.Tensor) -> torch.Tensor:
+    """The official raw model's flow input: packed (..., 4, H, W) in R, G, G, B order -> (..., 3, H, W)
+    with R = channel 0, G = the mean of channels 1 and 2, B = channel 3 (linear, no white balance)."""
+    return torch.stack([packed[..., 0, :, :], (packed[..., 1, :, :] + packed[..., 2, :, :]) / 2,
+                        packed[..., 3, :, :]], dim=-3)
+
+
+def viewed(flow_fn: FlowFn, view: str) -> FlowFn:
+    """`flow_fn` applied to the frames as `view` presents them to the flow network."""
+    if view == "rgb":
+        return flow_fn
+    if view == "packed_bayer":
+        return lambda first, second: flow_fn(pseudo_rgb(first), pseudo_rgb(second))
+    raise ValueError(f"unknown flow view {view!r}; expected one of {FLOW_VIEWS}")
 
 
 def zero_flow(im1: torch.Tensor, im2: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ from models.alignment import BlindSpotAlignment, align_state
 from models.blind_spot import BlindSpotCell
 from models.config import StbnConfig
 from models.direction_fusion import build_direction_fusion
-from models.flow import FlowFn, make_flow_fn, pair_flows
+from models.flow import FlowFn, make_flow_fn, pair_flows, viewed
 from models.head import GaussianHead
 from models.pwc import PWCNet
 from models.tiling import band_rows, conv_radius, map_row_bands
@@ -53,7 +53,8 @@ def _no_autocast(device: torch.device):
 
 
 class STBN(nn.Module):
-    """STBN for one `StbnConfig` (official `bdc_2_unify`; `noise_map=False` is `bdc_flow`).
+    """STBN for one `StbnConfig` (official `bdc_2_unify`; `noise_map=False` is `bdc_flow`; the raw
+    configuration of models/__init__.py is the official `BR_d_c_raw`).
 
     Build it from a config, or from config fields as keywords (`STBN(num_channels=16)`).
     Ablations (paper Table 3, Set8 sigma 30), all keeping the blind spot: `bsa=False,
@@ -103,7 +104,7 @@ class STBN(nn.Module):
             yield
 
     def _flow_fn(self) -> FlowFn:
-        return make_flow_fn(self.config.flow, self.pwcnet)
+        return viewed(make_flow_fn(self.config.flow, self.pwcnet), self.config.flow_view)
 
     def pair_flow(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """The flow (N,2,H,W) that `step` needs to bring the state of frame `source` onto `target`."""
