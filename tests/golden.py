@@ -48,12 +48,15 @@ def fill_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fill_official(module: nn.Module, prefix: str = "", zero_prefixes: tuple[str, ...] = ()) -> None:
+def fill_official(module: nn.Module, prefix: str = "", zero_prefixes: tuple[str, ...] = (),
+                  gain: float = 1.0) -> None:
     """Fill `module`'s state dict in place by the golden rule.
 
     `prefix` is prepended to each key to form the official name that seeds the generator (e.g.
     `'pwcnet.'` for a standalone PWCNet); official names starting with one of `zero_prefixes`
     are set to zero (the `stbn_*` vectors use `('pwcnet.',)`); `*.mask` buffers keep their value.
+    `gain` further scales every filled tensor with more than one dimension (the training vectors'
+    `weight_gain`).
     """
     for key, tensor in module.state_dict().items():
         official = prefix + key
@@ -62,4 +65,4 @@ def fill_official(module: nn.Module, prefix: str = "", zero_prefixes: tuple[str,
         if zero_prefixes and official.startswith(zero_prefixes):
             tensor.zero_()
         else:
-            tensor.copy_(fill_value(official, tuple(tensor.shape)))
+            tensor.copy_(fill_value(official, tuple(tensor.shape)) * (gain if tensor.dim() > 1 else 1.0))

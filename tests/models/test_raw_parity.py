@@ -28,12 +28,7 @@ def golden():
 
 def _raw_model(gain: float = 1.0):
     model = build_model("BR_d_c_raw")
-    fill_official(model, zero_prefixes=("pwcnet.",))
-    if gain != 1.0:
-        with torch.no_grad():
-            for name, tensor in model.state_dict().items():
-                if not name.startswith("pwcnet.") and not name.endswith(".mask") and tensor.dim() > 1:
-                    tensor.mul_(gain)
+    fill_official(model, zero_prefixes=("pwcnet.",), gain=gain)
     return model
 
 
