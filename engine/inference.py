@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from engine.reversal import read_forward
+from models.head import gaussian_outputs
 from utils.errors import UserError, warn
 from utils.gaussian import posterior_mean
 
@@ -48,9 +49,9 @@ FrameCallback = Callable[[int, torch.Tensor], None]
 
 def denoise_frames(model: nn.Module, seqn: Frames, sigma: float, memory: str = "auto",
                    state_budget: int = DEFAULT_STATE_BUDGET) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (t, denoised frame (3,H,W) float32 on the CPU) for t = 0 .. T-1.
+    """Yield (t, denoised frame (C,H,W) float32 on the CPU) for t = 0 .. T-1.
 
-    `seqn` holds the noisy frames (T,3,H,W) on [0, 1] (a tensor, or any sequence of (3,H,W)
+    `seqn` holds the noisy frames (T,C,H,W) on [0, 1] (a tensor, or any sequence of (C,H,W)
     tensors, e.g. a lazy reader); `sigma` is the noise std on the [0, 1] scale. The model runs on
     the device of its parameters, in eval mode without gradients. `memory`: 'full' = the model's
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
@@ -82,7 +83,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: float, memory: str = "
 def denoise_sequence(model: nn.Module, seqn: Frames, sigma: float, memory: str = "auto",
                      on_frame: FrameCallback | None = None,
                      state_budget: int = DEFAULT_STATE_BUDGET) -> torch.Tensor:
-    """The clamped posterior mean (T,3,H,W) on the CPU; `on_frame(t, frame)` sees each frame when done.
+    """The clamped clean estimate (T,C,H,W) on the CPU (`_estimate`); `on_frame(t, frame)` sees each frame when done.
 
     See `denoise_frames` for the arguments; use it directly to avoid holding the whole output.
     """
@@ -99,8 +100,17 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
-    """The official noise-level map: sigma as a float32 value broadcast over one frame (1,3,H,W)."""
-    return torch.full((1, 3, *like.shape[-2:]), float(sigma), dtype=torch.float32, device=like.device)
+    """The official noise-level map: sigma as a float32 value broadcast over one frame (1,C,H,W)."""
+    return torch.full((1, like.shape[-3], *like.shape[-2:]), float(sigma), dtype=torch.float32, device=like.device)
+
+
+def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The clean estimate of a head output (N,T,K,H,W), clamped to [0, 1]: the Gaussian posterior
+    mean for a mean + covariance head, the predicted mean itself for a mean-only head (the raw
+    model's plain blind-spot training)."""
+    if model.config.head_outputs == gaussian_outputs(model.config.img_channels):
+        return posterior_mean(out, noisy, sigma).clamp_(0.0, 1.0)
+    return out[:, :, :model.config.img_channels].clamp(0.0, 1.0)
 
 
 def _one_pass(model: nn.Module, seqn: Frames, sigma: float) -> torch.Tensor:
@@ -109,7 +119,7 @@ def _one_pass(model: nn.Module, seqn: Frames, sigma: float) -> torch.Tensor:
     noisy = (seqn if isinstance(seqn, torch.Tensor) else torch.stack(list(seqn)))[None].to(device)
     nmap = _noise_map(sigma, noisy)[:, None].expand(*noisy.shape)
     out, _ = model(noisy, nmap)
-    return posterior_mean(out, noisy, sigma)[0].clamp_(0.0, 1.0).cpu()
+    return _estimate(model, out, noisy, sigma)[0].cpu()
 
 
 def _streamed(model: nn.Module, seqn: Frames, sigma: float,
@@ -143,7 +153,7 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: float,
             hidden = model.step("forward", current, nmap, hidden, flow, STEP_BAND_PIXELS)
             out = model.reconstruct(hidden, backward_state.to(device))
             del backward_state
-            clean = posterior_mean(out[:, None], current[:, None], sigma)[0, 0].clamp_(0.0, 1.0)
+            clean = _estimate(model, out[:, None], current[:, None], sigma)[0, 0]
             previous = current
             yield t, clean.cpu()
 

@@ -240,3 +240,17 @@ def test_bounded_path_equals_one_pass_for_every_variant(variant):
     bounded = denoise_sequence(model, noisy, SIGMA, memory="bounded", state_budget=2 * 4 * 8 * 24 * 32)
     assert (bounded - full).abs().max().item() < 1e-5
     assert (full - noisy.clamp(0, 1)).abs().mean().item() > 1e-3
+
+
+def test_the_raw_model_denoises_through_both_paths_with_its_mean():
+    """The raw configuration (4 packed channels, mean-only head): one pass and bounded agree, and the
+    estimate is the predicted mean clamped to [0, 1] (no posterior: the head has no covariance)."""
+    torch.manual_seed(0)
+    model = build_model("BR_d_c_raw", num_channels=8, num_resblocks=2, flow="zero").eval()
+    noisy = torch.rand(4, 4, 16, 24, generator=torch.Generator().manual_seed(2))
+    full = denoise_sequence(model, noisy, 0.05, memory="full")
+    bounded = denoise_sequence(model, noisy, 0.05, memory="bounded", state_budget=2 * 4 * 8 * 16 * 24)
+    with torch.no_grad():
+        mean = model(noisy[None])[0][0].clamp(0, 1)
+    assert full.shape == (4, 4, 16, 24) and torch.equal(full, mean)
+    assert (bounded - full).abs().max().item() < 1e-5
