@@ -11,7 +11,6 @@ from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES
 from engine.distill import FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR, TEACHERS
 from models import MODEL_OPTIONS, StbnConfig, model_config
 from models.direction_fusion import DIRECTION_FUSIONS
-from models.pwc import PWCNet, load_pwc_weights
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
 from utils.noise import parse_noise_ival, parse_sigma
 from utils.paths import refuse_overlap
@@ -155,8 +154,6 @@ def validate_args(args: argparse.Namespace) -> None:
     parse_sigma(args.val_noiseL, "--val_noiseL")
     _require(args.model in MODEL_OPTIONS, f"--model: unknown model {args.model!r}; known models: "
                                           f"{', '.join(MODEL_OPTIONS)}")
-    if args.pwc_weights:
-        load_pwc_weights(PWCNet(), args.pwc_weights)  # a wrong file fails now, before anything is written
     if args.log_dir is None:
         args.log_dir = "logs/builtin" if args.builtin else "logs/stbn"
     _require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
