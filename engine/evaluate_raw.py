@@ -1,0 +1,120 @@
+"""The CRVD raw-video test (behind `CRVD_test.py`): per-ISO raw PSNR/SSIM by FloRNN's protocol.
+
+For each test sequence (ISO-major, scenes 7-11, full frames, capture `noisy0`): denoise the whole
+7-frame packed clip, clamp to [0, 1], then per frame PSNR on the packed 4-channel arrays
+(data_range 1) and SSIM as the mean over the 4 packed channels (data_range 1, skimage defaults);
+average over frames, then per ISO over the scenes, then over the ISOs. The noisy input (clamped)
+is scored alike. (STBN's own CRVD script was edited from FloRNN's and, as published, crashes
+before its metrics and never applies its ISP.) With `--isp FILE` (RViDeNet's released ISP
+weights) the sRGB metrics of the conventional protocol are added: ISP of the R, G, B, G packed
+frame, clipped, truncated to 8 bits, PSNR and SSIM (channel axis, data_range 1, 7x7 window).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from tqdm import tqdm
+
+from datasets.crvd import ISOS, TEST_SCENES, CRVDTestDataset
+from datasets.simulated_raw import write_simulated_crvd
+from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.evaluate import write_results_json
+from engine.inference import MEMORY_MODES, denoise_sequence
+from models.isp import RViDeNetISP, load_isp, to_isp_order
+from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
+from utils.paths import refuse_overlap
+
+
+def raw_frame_metrics(den: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+    """(PSNR, SSIM) of one packed frame (4,H,W) on [0, 1]: PSNR over all channels, SSIM averaged
+    over the 4 channels, data_range 1 (FloRNN's raw metrics)."""
+    d, c = den.double().numpy(), clean.double().numpy()
+    psnr = peak_signal_noise_ratio(c, d, data_range=1.0)
+    ssim = float(np.mean([structural_similarity(c[k], d[k], data_range=1.0) for k in range(c.shape[0])]))
+    return float(psnr), ssim
+
+
+def srgb_frame_metrics(isp: RViDeNetISP, den: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+    """(PSNR, SSIM) in sRGB: both frames through the ISP, clipped, truncated to 8 bits, HxWx3."""
+    with torch.no_grad():
+        pair = isp(to_isp_order(torch.stack([den, clean])).float()).clamp(0, 1)
+    d, c = ((pair * 255).to(torch.uint8).float() / 255).permute(0, 2, 3, 1).double().numpy()
+    return (float(peak_signal_noise_ratio(c, d, data_range=1.0)),
+            float(structural_similarity(c, d, channel_axis=2, data_range=1.0)))
+
+
+def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetISP | None = None,
+                  memory: str = "auto") -> dict[str, Any]:
+    """{"<iso>": {psnr, ssim, [srgb_psnr, srgb_ssim], scenes: {...}}, "average": {...}} (see module)."""
+    per_iso: dict[str, dict[str, Any]] = {}
+    for item in tqdm(data, desc="CRVD test", unit="sequence", leave=False):
+        denoised = denoise_sequence(model, item["noisy"], 0.0, memory)
+        frames = [raw_frame_metrics(d, c) for d, c in zip(denoised, item["clean"])]
+        inputs = [raw_frame_metrics(n.clamp(0, 1), c) for n, c in zip(item["noisy"], item["clean"])]
+        scores = {"psnr": float(np.mean([f[0] for f in frames])), "ssim": float(np.mean([f[1] for f in frames])),
+                  "noisy_psnr": float(np.mean([f[0] for f in inputs])),
+                  "noisy_ssim": float(np.mean([f[1] for f in inputs]))}
+        if isp is not None:
+            srgb = [srgb_frame_metrics(isp, d, c) for d, c in zip(denoised, item["clean"])]
+            scores |= {"srgb_psnr": float(np.mean([f[0] for f in srgb])),
+                       "srgb_ssim": float(np.mean([f[1] for f in srgb]))}
+        per_iso.setdefault(str(item["iso"]), {"scenes": {}})["scenes"][str(item["scene"])] = scores
+    for entry in per_iso.values():
+        keys = next(iter(entry["scenes"].values())).keys()
+        entry.update({k: float(np.mean([s[k] for s in entry["scenes"].values()])) for k in keys})
+    keys = [k for k in next(iter(per_iso.values())) if k != "scenes"]
+    return {**per_iso, "average": {k: float(np.mean([e[k] for e in per_iso.values()])) for k in keys}}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = UserArgumentParser(description="Evaluate the raw STBN model on CRVD (per-ISO raw PSNR/SSIM).")
+    p.add_argument("--model_file", required=True, help="checkpoint of the raw model (the authors' or ours)")
+    p.add_argument("--model", default="BR_d_c_raw", help="configuration of files that store none")
+    p.add_argument("--num_resblocks", type=BOUNDED_INT, default=5)
+    p.add_argument("--num_channels", type=BOUNDED_INT, default=64)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--CRVD_dir", help="CRVD root (STBN's or FloRNN's folder layout)")
+    source.add_argument("--builtin", metavar="CLIP", help="simulated raw CRVD made from a built-in clip")
+    p.add_argument("--isp", help="RViDeNet's ISP weights (isp.pth in the authors' repository): adds sRGB metrics")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--flow", default="auto", choices=FLOW_CHOICES)
+    p.add_argument("--memory", default="auto", choices=MEMORY_MODES)
+    p.add_argument("--results_json", help="write the numbers to this JSON file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `CRVD_test.py` (wrap it in `utils.errors.run_cli`)."""
+    args = build_arg_parser().parse_args(argv)
+    if args.results_json:
+        refuse_overlap(args.results_json, "--results_json", [("--CRVD_dir", args.CRVD_dir),
+                                                             ("--model_file", args.model_file)])
+    device = resolve_device(args.device)
+    model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
+                             flow=args.flow)
+    if model.config.img_channels != 4:
+        raise UserError(f"--model_file '{args.model_file}' is not a raw model (it reads "
+                        f"{model.config.img_channels}-channel frames; the raw model reads 4 packed channels)")
+    isp = load_isp(args.isp) if args.isp else None
+    with tempfile.TemporaryDirectory(prefix="stbn-crvd-") as scratch:
+        root = args.CRVD_dir or write_simulated_crvd(Path(scratch), args.builtin, height=128, width=160,
+                                                     captures=1)
+        results = evaluate_crvd(model, CRVDTestDataset(root, TEST_SCENES, ISOS), isp, args.memory)
+    for iso in map(str, ISOS):
+        line = (f"ISO {iso:>5}: raw PSNR {results[iso]['noisy_psnr']:.4f} -> {results[iso]['psnr']:.4f} dB, "
+                f"SSIM {results[iso]['noisy_ssim']:.4f} -> {results[iso]['ssim']:.4f}")
+        if isp is not None:
+            line += f"; sRGB PSNR {results[iso]['srgb_psnr']:.4f} dB, SSIM {results[iso]['srgb_ssim']:.4f}"
+        print(line, flush=True)
+    average = results["average"]
+    print(f"average: raw PSNR {average['noisy_psnr']:.4f} -> {average['psnr']:.4f} dB, "
+          f"SSIM {average['noisy_ssim']:.4f} -> {average['ssim']:.4f} (noisy input -> denoised)", flush=True)
+    if args.results_json:
+        write_results_json(args.results_json, results)
+    return 0
