@@ -232,9 +232,11 @@ def _as_other_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run a script as a user without access to the test's private files (root reads everything)."""
     prefix = []
     if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("cannot run Python as another user here (no setpriv)")
         prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         probe = subprocess.run([*prefix, sys.executable, "-c", "import torch"], capture_output=True, timeout=120)
-        if shutil.which("setpriv") is None or probe.returncode != 0:
+        if probe.returncode != 0:
             pytest.skip("cannot run Python as another user here")
     env = {**SUBPROCESS_ENV, "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run([*prefix, sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True,
