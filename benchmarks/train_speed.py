@@ -8,7 +8,7 @@ from the same weights and batch; their first losses are printed to show they com
 thing. Variants alternate within each repeat; min / median / max seconds, frames/s and effective
 GFLOP/s (3x the denoiser's forward FLOPs for forward + backward, plus the flows' forward FLOPs),
 then the ratio of medians (the last line compares the float32 rows). `--compile` adds a
-torch.compile row; where bf16 is native (CUDA, CPUs with avx512_bf16 / amx_bf16) a bf16 autocast
+torch.compile row; on CUDA a bf16 autocast
 row (`--amp`) is added. The data loader (built-in clip, the recipe's crops) is timed alone per batch.
 
     python -m benchmarks.train_speed [--configs released,small] [--batch 1] [--frames 8] [--size 96]
@@ -31,7 +31,7 @@ from benchmarks.timing import summary, time_calls
 from datasets.builtin import builtin_split
 from datasets.train_clips import TrainClipDataset
 from engine.denoiser import resolve_device
-from engine.train_step import GRAD_CLIP_NORM, amp_supported, compute_loss, train_step
+from engine.train_step import GRAD_CLIP_NORM, compute_loss, train_step, training_amp_supported
 from models import build_model
 from utils.errors import UserError
 from utils.noise import add_train_noise, sample_train_sigma, unit_sigma
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                    "official layout (NCHW, per frame, inverse/det)": _Runner(model, torch.contiguous_format, True)}
         if args.compile:
             runners["ours + torch.compile"] = _Runner(model, torch.channels_last, False, compiled=True)
-        if amp_supported(device):
+        if training_amp_supported(device):
             runners["ours + bf16 autocast (--amp)"] = _Runner(model, torch.channels_last, False, amp=True)
         torch.manual_seed(1)
         batch = _batch(clips, device)

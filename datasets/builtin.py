@@ -40,6 +40,19 @@ def builtin_clip(name: str = "bikes") -> np.ndarray:
     return frames
 
 
+def builtin_names(spec: str) -> list[str]:
+    """The clips a `--builtin` value names: one clip, a comma-separated list, or 'all'."""
+    names = list(BUILTIN_CLIPS) if spec == "all" else [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BUILTIN_CLIPS]
+    if unknown:
+        raise UserError(f"unknown built-in clip '{unknown[0]}'; choose from {', '.join(BUILTIN_CLIPS)} "
+                        "(several separated by commas, or all)")
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"--builtin: expected clip names separated by commas ({', '.join(BUILTIN_CLIPS)} or all), "
+                        f"got '{spec}'")
+    return names
+
+
 def builtin_split(name: str = "bikes", eval_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train frames, held-out eval frames) of a built-in clip, both RGB uint8 (T,H,W,3).
 

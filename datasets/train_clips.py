@@ -5,7 +5,9 @@ Every sequence is kept in memory as uint8 (T,3,H,W). Clips of `train_length` fra
 temp_stride clips; the clips of all sequences are numbered in sequence order and dataset index
 i maps to clip i % total_clips, so one epoch has `patches_per_epoch` samples. One random
 patch_size x patch_size window, the same for every frame, is cut from the clip. The official
-training uses no augmentation; `augment=True` applies one of the 8 flips/rotations per clip.
+training uses no augmentation; `augment=True` applies one of the 8 flips/rotations per clip and
+`permute_colours=True` one of the 6 orders of the RGB channels (so that a network trained on
+nearly grey footage still learns that colour is signal, not noise).
 
 Randomness comes from torch's global generator, which the DataLoader seeds per worker from the
 main process's seed: runs are reproducible for a given `torch.manual_seed` and worker count, and
@@ -57,19 +59,21 @@ class TrainClipDataset(Dataset):
     sequences' dtype (uint8 from frame folders)."""
 
     def __init__(self, seq_dir: str | os.PathLike, train_length: int = 8, patch_size: int = 96,
-                 patches_per_epoch: int | None = 32000, temp_stride: int = 3, augment: bool = False):
+                 patches_per_epoch: int | None = 32000, temp_stride: int = 3, augment: bool = False,
+                 permute_colours: bool = False):
         folders = list_sequence_dirs(seq_dir)
         frame_lists = [list_frames(folder) for folder in folders]
         names = [str(folder) for folder in folders]
         usable = _usable_sequences(names, [len(f) for f in frame_lists], train_length, f"'{seq_dir}'")
         sequences = [read_frames(frame_lists[i], names[i]).transpose(0, 3, 1, 2) for i in usable]
         self._setup(sequences, [names[i] for i in usable], train_length, patch_size, patches_per_epoch,
-                    temp_stride, augment)
+                    temp_stride, augment, permute_colours)
 
     @classmethod
     def from_sequences(cls, sequences: Sequence[np.ndarray | torch.Tensor], train_length: int = 8,
                        patch_size: int = 96, patches_per_epoch: int | None = 32000, temp_stride: int = 3,
-                       augment: bool = False, names: Sequence[str] | None = None) -> TrainClipDataset:
+                       augment: bool = False, names: Sequence[str] | None = None,
+                       permute_colours: bool = False) -> TrainClipDataset:
         """Build from in-memory (T,3,H,W) sequences: uint8 frames (e.g. a built-in clip), or float32
         ones (a noisy sequence as the evaluation protocol draws it, for per-video fine-tuning)."""
         arrays = [np.ascontiguousarray(s.numpy() if isinstance(s, torch.Tensor) else s) for s in sequences]
@@ -80,10 +84,11 @@ class TrainClipDataset(Dataset):
         usable = _usable_sequences(names, [len(a) for a in arrays], train_length, "the given sequences")
         dataset = cls.__new__(cls)
         dataset._setup([arrays[i] for i in usable], [names[i] for i in usable], train_length, patch_size,
-                       patches_per_epoch, temp_stride, augment)
+                       patches_per_epoch, temp_stride, augment, permute_colours)
         return dataset
 
-    def _setup(self, sequences, names, train_length, patch_size, patches_per_epoch, temp_stride, augment):
+    def _setup(self, sequences, names, train_length, patch_size, patches_per_epoch, temp_stride, augment,
+               permute_colours=False):
         if patch_size < 1 or temp_stride < 1:
             raise UserError(f"patch_size ({patch_size}) and temp_stride ({temp_stride}) must be positive")
         if patches_per_epoch is not None and patches_per_epoch < 1:
@@ -95,7 +100,7 @@ class TrainClipDataset(Dataset):
                                 f"patch_size={patch_size}; lower --patch_size")
         self.names, self.sequences = list(names), list(sequences)
         self.train_length, self.patch_size, self.temp_stride = train_length, patch_size, temp_stride
-        self.patches_per_epoch, self.augment = patches_per_epoch, augment
+        self.patches_per_epoch, self.augment, self.permute_colours = patches_per_epoch, augment, permute_colours
         counts = [clips_in_sequence(len(s), train_length, temp_stride) for s in self.sequences]
         self.clip_ends = np.cumsum(counts).tolist()
 
@@ -123,4 +128,6 @@ class TrainClipDataset(Dataset):
             frames[start:start + self.train_length, :, top:top + self.patch_size, left:left + self.patch_size]))
         if self.augment:
             clip = dihedral(clip, int(torch.randint(0, 8, ()))).contiguous()
+        if self.permute_colours:
+            clip = clip[:, torch.randperm(3)]
         return clip

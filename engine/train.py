@@ -47,7 +47,7 @@ from engine.train_setup import (
     find_resume,
     seed_epoch,
 )
-from engine.train_step import GRAD_CLIP_NORM, StepResult, amp_supported, compute_loss, train_step
+from engine.train_step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step, training_amp_supported
 from models.pwc import save_pwc_weights
 from utils.atomic import remove_temp_files
 from utils.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
@@ -251,10 +251,10 @@ def _remove_unused_log_dir(log_dir: Path) -> None:
 def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise_ival: list[float],
            val_sigma: float, train_data: TrainClipDataset,
            val_sequences: Iterable[tuple[str, torch.Tensor]]) -> dict[str, Any]:
-    amp = args.amp and amp_supported(ctx.device)
+    amp = args.amp and training_amp_supported(ctx.device)
     if args.amp and not amp:
-        warn("--amp needs a CUDA device or a CPU with native bfloat16 (avx512_bf16 / amx_bf16); "
-             "training in float32")
+        warn("--amp trains in bf16 on CUDA only (on the CPU, bf16 gradients of the dilated convolutions "
+             "come out NaN in this PyTorch); training in float32")
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     resume_path, start_epoch, resume = find_resume(log_dir, ctx, log)

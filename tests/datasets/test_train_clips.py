@@ -129,3 +129,20 @@ def test_folder_errors(tmp_path):
         TrainClipDataset(tmp_path, patch_size=8)
     with pytest.raises(UserError, match=r"sequence 'seq'.*frames are 14x12, smaller than patch_size=16"):
         TrainClipDataset.from_sequences([np.zeros((8, 3, 12, 14), np.uint8)], patch_size=16, names=["seq"])
+
+
+def test_permute_colours_reorders_the_channels_of_a_whole_clip():
+    torch.manual_seed(2)
+    ds = _dataset(permute_colours=True)
+    orders = set()
+    for index in range(60):
+        clip = ds[index].long()
+        # Channel 0 codes the frame index (varies over time), 1 the row, 2 the column.
+        kinds = []
+        for c in range(3):
+            plane = clip[:, c]
+            kinds.append("t" if plane[0].eq(plane[0, 0, 0]).all() and not plane.eq(plane[0, 0, 0]).all()
+                         else "r" if bool((plane[0, :, 0] == plane[0, :, -1]).all()) else "c")
+        assert sorted(kinds) == ["c", "r", "t"], kinds    # a permutation, the same for every frame
+        orders.add(tuple(kinds))
+    assert len(orders) == 6

@@ -93,3 +93,12 @@ def test_time_budget_ends_the_epoch_cleanly_and_a_rerun_continues(data_dirs, tmp
     assert "--time_budget of 1e-06 min spent: stopped after epoch 1 (1 of 20 iterations)" in capsys.readouterr().out
     again = run(data_dirs, tmp_path, epochs=3, patches_per_epoch=40, time_budget=1e-6)
     assert [row["epoch"] for row in again["history"]] == [1, 2]
+
+
+def test_amp_on_the_cpu_warns_and_trains_in_float32(data_dirs, tmp_path, capsys):
+    # CPU bf16 autocast gave NaN weight gradients in the dilated convolutions: every step skipped.
+    train_dir, val_dir = data_dirs
+    argv = tiny_argv(train_dir, val_dir, tmp_path, patches_per_epoch=8) + ["--amp"]
+    out = train(build_arg_parser().parse_args(argv))
+    assert "--amp trains in bf16 on CUDA only" in capsys.readouterr().err
+    assert out["nonfinite_steps"] == 0 and math.isfinite(out["history"][0]["loss"])
