@@ -21,6 +21,7 @@ from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
 from engine.denoiser import (
     ALIGN_CHOICES,
+    DEFAULT_MODEL_FILE,
     DEVICE_CHOICES,
     FLOW_CHOICES,
     load_denoiser,
@@ -30,10 +31,14 @@ from engine.denoiser import (
 )
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
-from utils.errors import UserArgumentParser, UserError, int_in_range
+from utils.errors import UserArgumentParser, UserError, int_in_range, warn
 from utils.noise import parse_sigma, unit_sigma
+from utils.noise_estimate import estimate_noise_sigma
 from utils.paths import refuse_overlap, require_regular_input
 
+AUTO_SIGMA = "auto"
+# Beyond this range (0-255 scale) an estimate says the input is unlike what the models train on.
+USUAL_SIGMA_RANGE = (1.0, 60.0)
 # The most optimisation steps an option accepts (far beyond any real run; stops absurd values early).
 MAX_STEPS = 10 ** 9
 
@@ -81,8 +86,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="video file (.mp4/.avi/.mov/.mkv), frame folder or image")
     p.add_argument("-o", "--output", required=True,
                    help="video file (by extension) or folder for PNG frames")
-    p.add_argument("--sigma", required=True, help="noise level on the 0-255 scale (e.g. 30)")
-    p.add_argument("--model_file", required=True, help="checkpoint: the authors' release or ours")
+    p.add_argument("--sigma", default=AUTO_SIGMA,
+                   help="noise level on the 0-255 scale (e.g. 30), or auto (default): estimated from the "
+                        "input (utils/noise_estimate.py) and printed")
+    p.add_argument("--model_file", default=None,
+                   help="checkpoint: the authors' release or ours (default: the small blind model that ships "
+                        f"in {DEFAULT_MODEL_FILE.parent.name}/{DEFAULT_MODEL_FILE.name}, trained on the built-in clips)")
     p.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
     p.add_argument("--num_resblocks", type=int_in_range(0, 1024), default=5)
     p.add_argument("--num_channels", type=int_in_range(2, 1 << 14), default=64)
@@ -111,8 +120,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _validate(args: argparse.Namespace) -> float:
-    sigma = parse_sigma(args.sigma, "--sigma")
+def _validate(args: argparse.Namespace) -> float | None:
+    """Check the arguments before anything is read; returns --sigma (0-255), None for auto."""
+    sigma = None if args.sigma == AUTO_SIGMA else parse_sigma(args.sigma, "--sigma")
+    if args.model_file is None:
+        if not DEFAULT_MODEL_FILE.is_file():
+            raise UserError(f"the default model '{DEFAULT_MODEL_FILE}' is missing (it ships with the repository); "
+                            "restore it with git or pass --model_file")
+        args.model_file = str(DEFAULT_MODEL_FILE)
     if args.finetune < 0:
         raise UserError(f"--finetune must be 0 or more iterations, got {args.finetune}")
     for name in ("batch_size", "patch_size", "train_length"):
@@ -136,13 +151,29 @@ def _validate(args: argparse.Namespace) -> float:
     return sigma
 
 
+def estimated_sigma(stored: np.ndarray) -> float:
+    """The input's noise level (0-255 scale) by `estimate_noise_sigma`, printed once."""
+    try:
+        sigma = estimate_noise_sigma(stored) * 255.0
+    except ValueError as exc:
+        raise UserError(f"--sigma auto: {exc}; pass the noise level with --sigma") from None
+    print(f"estimated noise level: sigma {sigma:.1f} on the 0-255 scale (patch-PCA estimate; "
+          "--sigma N overrides it)", flush=True)
+    low, high = USUAL_SIGMA_RANGE
+    if not low <= sigma <= high:
+        warn(f"an estimated sigma of {sigma:.1f} is outside {low:g}-{high:g}: the input looks "
+             + ("nearly noise-free" if sigma < low else "unusually noisy") + "; check the output")
+    return max(sigma, 1e-3)
+
+
 def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses."""
-    sigma = unit_sigma(_validate(args))
+    given = _validate(args)
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
                              args.pwc_weights, args.flow, args.align)
     stored, fps = read_video(args.input)
+    sigma = unit_sigma(given if given is not None else estimated_sigma(stored))
     frames = VideoFrames(stored)
     losses: list[float] = []
     if args.finetune:

@@ -26,11 +26,16 @@ from utils.checkpoint import (
     load_model_weights,
     pwc_weights_trained,
     recorded_flow_source,
+    restore_unused_pwc,
     save_checkpoint,
+    without_unused_pwc,
 )
 from utils.errors import UserError, warn
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# The small blind model that ships with the repository (README "Default model"): what denoise.py
+# uses when no --model_file is given.
+DEFAULT_MODEL_FILE = Path(__file__).resolve().parent.parent / "weights" / "stbn_blind_small.pth"
 FLOW_CHOICES = ("auto", "pwc", "dis", "zero")
 ALIGN_CHOICES = ALIGN_MODES
 
@@ -111,7 +116,7 @@ def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: st
     if note:
         warn(f"checkpoint '{model_file}': {note}")
     network = build_model(config.replace(flow=source, align=align or config.align))
-    load_model_weights(network, checkpoint, source=f"checkpoint '{model_file}'")
+    load_model_weights(network, restore_unused_pwc(checkpoint, network), source=f"checkpoint '{model_file}'")
     if pwc_weights:
         load_pwc_weights(network.pwcnet, pwc_weights)
     network.requires_grad_(False)
@@ -131,8 +136,12 @@ def refuse_training_checkpoint(path: str | os.PathLike) -> None:
                             "weights over it would lose its optimizer state and history: choose another path")
 
 
-def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any]) -> None:
-    """Write `model` as a checkpoint that `load_denoiser`, the training resume and the authors'
-    test script read: `module.` keys, its config, and `args` with the flow source."""
-    save_checkpoint(path, {"args": {**args, "flow_source": model.config.flow}, "config": model.config.to_dict(),
-                           "state_dict": add_module_prefix(model.state_dict())})
+def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any],
+                  extra: Mapping[str, Any] | None = None) -> None:
+    """Write `model` as a checkpoint that `load_denoiser` reads: `module.` keys, its config, `args`
+    with the flow source, and `extra` entries (e.g. the training history). A model that aligns
+    with DIS or zero flow is written without its unused PWC-Net weights (a tenth of the size for
+    small models); the authors' test script reads files of PWC-aligned models."""
+    state = without_unused_pwc(add_module_prefix(model.state_dict()), model.config.flow)
+    save_checkpoint(path, {**(extra or {}), "args": {**args, "flow_source": model.config.flow},
+                           "config": model.config.to_dict(), "state_dict": state})

@@ -34,6 +34,7 @@ from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, warn
 from utils.metrics import SSIM_WINDOW, frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma, unit_sigma
+from utils.noise_estimate import estimate_noise_sigma
 from utils.paths import refuse_overlap
 
 
@@ -84,6 +85,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                             "protocol noisy frames (float, unclipped), starting from the checkpoint every time")
     extra.add_argument("--finetune_lr", type=float, default=FINETUNE_LR,
                        help="Adam learning rate of --finetune (default: the paper's training rate 1e-4)")
+    extra.add_argument("--sigma_estimate", action="store_true",
+                       help="also estimate sigma blindly from each noisy sequence (as denoise.py --sigma auto) "
+                            "and report the PSNR/SSIM denoising with that estimate gives (a second pass)")
     extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                        help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     return p
@@ -161,22 +165,14 @@ def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_
     return _make_folder(root / name)
 
 
-def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: float, memory: str = "auto",
-                      frames_folder: Path | None = None, progress: tqdm | None = None,
-                      finetune: dict[str, Any] | None = None, name: str = "sequence") -> dict[str, Any]:
-    """One sequence of the protocol at noise level `sigma_255` (0-255 scale). Returns psnr, ssim, frames, seconds.
-
-    `finetune` (STBN_s, `finetune_on_video` options) first trains the model on this sequence's
-    protocol noisy frames; the caller restores the weights afterwards. `seconds` covers denoising
-    and PNG writing, as the official timing does, not the fine-tuning or the metrics.
-    """
-    noisy = add_test_noise(clean, unit_sigma(sigma_255))
-    if finetune:
-        finetune_on_video(model, noisy.numpy(), unit_sigma(sigma_255), desc=f"fine-tuning {name}", **finetune)
+def _score_frames(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
+                  frames_folder: Path | None, progress: tqdm | None) -> tuple[list[float], list[float], float]:
+    """Denoise `noisy` with noise level `sigma` ([0, 1] scale); per-frame PSNRs, SSIMs and the seconds
+    of denoising and PNG writing (the official timing, metrics excluded)."""
     psnrs, ssims = [], []
     metric_seconds = 0.0
     start = time.perf_counter()
-    for t, denoised in denoise_frames(model, noisy, unit_sigma(sigma_255), memory):
+    for t, denoised in denoise_frames(model, noisy, sigma, memory):
         if frames_folder is not None:
             write_png(frames_folder / frame_name(t), to_png_uint8(denoised))
         metric_start = time.perf_counter()
@@ -185,14 +181,44 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
         metric_seconds += time.perf_counter() - metric_start
         if progress is not None:
             progress.update(1)
-    seconds = time.perf_counter() - start - metric_seconds
-    if frames_folder is not None:
-        remove_earlier_frames(frames_folder, len(psnrs))
     if not all(math.isfinite(v) for v in psnrs + ssims):
         raise UserError("the denoised frames are not finite (NaN or inf): the checkpoint or the input is broken")
-    # Sum in frame order, then divide: the official fastdvdnet_batch_psnr / batch_ssim averages.
-    return {"psnr": float(sum(psnrs) / len(psnrs)), "ssim": float(sum(ssims) / len(ssims)),
-            "frames": len(psnrs), "seconds": seconds}
+    return psnrs, ssims, time.perf_counter() - start - metric_seconds
+
+
+def _mean(values: list[float]) -> float:
+    """Sum in frame order, then divide: the official fastdvdnet_batch_psnr / batch_ssim averages."""
+    return float(sum(values) / len(values))
+
+
+def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: float, memory: str = "auto",
+                      frames_folder: Path | None = None, progress: tqdm | None = None,
+                      finetune: dict[str, Any] | None = None, name: str = "sequence",
+                      sigma_estimate: bool = False) -> dict[str, Any]:
+    """One sequence of the protocol at noise level `sigma_255` (0-255 scale). Returns psnr, ssim, frames, seconds.
+
+    `finetune` (STBN_s, `finetune_on_video` options) first trains the model on this sequence's
+    protocol noisy frames; the caller restores the weights afterwards. `seconds` covers denoising
+    and PNG writing, as the official timing does, not the fine-tuning or the metrics.
+    `sigma_estimate` also estimates sigma blindly from the noisy frames (`estimate_noise_sigma`)
+    and denoises them a second time with it: `sigma_estimated`, `psnr_estimated_sigma`, `ssim_estimated_sigma`.
+    """
+    noisy = add_test_noise(clean, unit_sigma(sigma_255))
+    if finetune:
+        finetune_on_video(model, noisy.numpy(), unit_sigma(sigma_255), desc=f"fine-tuning {name}", **finetune)
+    psnrs, ssims, seconds = _score_frames(model, noisy, clean, unit_sigma(sigma_255), memory, frames_folder, progress)
+    if frames_folder is not None:
+        remove_earlier_frames(frames_folder, len(psnrs))
+    result = {"psnr": _mean(psnrs), "ssim": _mean(ssims), "frames": len(psnrs), "seconds": seconds}
+    if sigma_estimate:
+        try:
+            estimate = estimate_noise_sigma(noisy.permute(0, 2, 3, 1).numpy())
+        except ValueError as exc:
+            raise UserError(f"--sigma_estimate: sequence '{name}': {exc}") from None
+        psnrs, ssims, _ = _score_frames(model, noisy, clean, max(estimate, 1e-6), memory, None, None)
+        result |= {"sigma_estimated": estimate * 255.0, "psnr_estimated_sigma": _mean(psnrs),
+                   "ssim_estimated_sigma": _mean(ssims)}
+    return result
 
 
 def _sigma_label(sigma: float) -> str:
@@ -214,12 +240,16 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
         with tqdm(total=clean.shape[0], desc=f"{name} (sigma {_sigma_label(sigma)})", unit="frame",
                   file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
             folder = _frames_folder(args, sigma_key, name, several)
-            result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar, finetune, name)
+            result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar, finetune, name,
+                                       args.sigma_estimate)
         if checkpoint_weights is not None:  # every sequence starts from the checkpoint
             model.load_state_dict(checkpoint_weights)
         results[name] = result
         label = f"{root_name}/{name}"
         print("{:50}:, PSNR: {:.4f}dB, SSIM: {:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
+        if args.sigma_estimate:
+            print(f"{'':50}   estimated sigma {result['sigma_estimated']:.2f}: PSNR {result['psnr_estimated_sigma']:.4f}dB, "
+                  f"SSIM {result['ssim_estimated_sigma']:.4f}", flush=True)
         total_frames += result["frames"]
         total_seconds += result["seconds"]
         if args.display_time:
@@ -228,6 +258,12 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     ssim = float(sum(r["ssim"] for r in results.values()) / len(results))
     print(f"sigma {_sigma_label(sigma)}, PSNR: {psnr:6.4f}, SSIM: {ssim:6.4f}", flush=True)
     summary = {"psnr": psnr, "ssim": ssim, "sequences": results}
+    if args.sigma_estimate:
+        for key in ("sigma_estimated", "psnr_estimated_sigma", "ssim_estimated_sigma"):
+            summary[key] = float(sum(r[key] for r in results.values()) / len(results))
+        print(f"sigma {_sigma_label(sigma)} estimated as {summary['sigma_estimated']:.2f} on average: PSNR "
+              f"{summary['psnr_estimated_sigma']:6.4f} ({summary['psnr_estimated_sigma'] - psnr:+.4f} dB), SSIM "
+              f"{summary['ssim_estimated_sigma']:6.4f}", flush=True)
     if finetune:
         summary["finetune"] = finetune
     return summary

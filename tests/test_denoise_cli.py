@@ -12,6 +12,7 @@ import torch
 from datasets.builtin import builtin_clip
 from datasets.video_io import read_video, write_video
 from engine.denoise_video import VideoFrames, main, to_stored_format
+from engine.denoiser import load_denoiser
 from models import build_model
 from tests.engine.synthetic import REPO_ROOT
 from utils.checkpoint import add_module_prefix, extract_state_dict, load_checkpoint, save_checkpoint
@@ -67,10 +68,13 @@ def test_gray_16bit_odd_folder_with_finetuning(files):
     after = load_checkpoint(saved)
     assert after["args"]["flow_source"] == "dis" and after["args"]["num_channels"] == 8
     tuned = extract_state_dict(after)
-    assert set(tuned) == set(before)
+    # A DIS-aligned model is saved without PWC-Net's unused random weights, and still loads.
+    pwc = {k for k in before if k.startswith("pwcnet.")}
+    assert pwc and set(tuned) == set(before) - pwc
     assert not torch.equal(tuned["d2.convs.0.weight"], before["d2.convs.0.weight"])  # trained
-    pwc = [k for k in before if k.startswith("pwcnet.")]
-    assert pwc and all(torch.equal(tuned[k], before[k]) for k in pwc)  # PWC-Net stays frozen
+    reloaded, _ = load_denoiser(saved, torch.device("cpu"))
+    assert reloaded.config.flow == "dis"
+    assert torch.equal(reloaded.state_dict()["d2.convs.0.weight"], tuned["d2.convs.0.weight"])
 
 
 def test_frame_conversions_round_trip():
@@ -104,3 +108,20 @@ def test_bad_input_is_one_line_exit_2(files, problem, capsys):
     assert len([line for line in err if line.startswith("error:")]) == 1
     expected = {"undecodable": "broken.mp4", "missing_checkpoint": "nope.pth", "unwritable": "blocker"}[problem]
     assert expected in [line for line in err if line.startswith("error:")][0]
+
+
+def test_sigma_auto_is_the_default_and_prints_the_estimate(files, capsys):
+    clean = builtin_clip("carphone")[-8:].astype(np.float32)
+    rng = np.random.default_rng(5)
+    noisy = np.clip(np.rint(clean + rng.standard_normal(clean.shape) * 20), 0, 255).astype(np.uint8)
+    folder = files["root"] / "noisy20"
+    folder.mkdir()
+    for t, frame in enumerate(noisy):
+        cv2.imwrite(str(folder / f"{t:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = files["root"] / "auto_out"
+    assert main([str(folder), "-o", str(out), "--model_file", str(files["ckpt"]), *TINY]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("estimated noise level")]
+    assert len(printed) == 1
+    estimate = float(printed[0].split("sigma ")[1].split()[0])
+    assert abs(estimate / 20 - 1) < 0.10
+    assert len(list(out.iterdir())) == 8

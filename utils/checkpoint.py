@@ -149,6 +149,30 @@ def pwc_weights_trained(checkpoint: Mapping[str, Any]) -> bool | None:
     return source == "pwc" or (isinstance(args, Mapping) and bool(args.get("distill")))
 
 
+PWC_KEY_PREFIX = "pwcnet."
+
+
+def without_unused_pwc(state_dict: Mapping[str, Any], flow: str) -> dict:
+    """`state_dict` without the PWC-Net weights when the model aligns with another flow (DIS /
+    zero): they are its random initial weights, 9.4M parameters that are never used."""
+    if flow == "pwc":
+        return dict(state_dict)
+    return {k: v for k, v in state_dict.items() if not k.removeprefix(MODULE_PREFIX).startswith(PWC_KEY_PREFIX)}
+
+
+def restore_unused_pwc(checkpoint: Mapping[str, Any], model: nn.Module) -> Mapping[str, Any]:
+    """A checkpoint saved without its unused PWC-Net weights (`without_unused_pwc`), completed with
+    `model`'s own, so that the strict load accepts it; any other checkpoint unchanged."""
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or pwc_weights_trained(checkpoint) is not False:
+        return checkpoint
+    if any(k.startswith(PWC_KEY_PREFIX) for k in strip_module_prefix(state)):
+        return checkpoint
+    filled = {**strip_module_prefix(state),
+              **{k: v for k, v in model.state_dict().items() if k.startswith(PWC_KEY_PREFIX)}}
+    return {**checkpoint, "state_dict": filled}
+
+
 def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict:
     """Remove the `module.` that DataParallel puts in front of every key (bare keys unchanged)."""
     return {k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k: v for k, v in state_dict.items()}

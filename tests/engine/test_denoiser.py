@@ -107,3 +107,24 @@ def test_bdc_flow_trains_at_fixed_sigma_30_unless_told(tmp_path):
     args = parse(["--builtin", "bikes", "--model", "bdc_flow", "--noise_ival", "5", "55"])
     validate_args(args)
     assert list(args.noise_ival) == [5.0, 55.0]
+
+
+def test_export_keeps_what_denoising_needs_and_drops_the_rest(tmp_path):
+    from engine.export_denoiser import main as export_main
+    from engine.inference import denoise_sequence
+    train_dir = make_sequence_folders(tmp_path / "train")
+    run = train(build_arg_parser().parse_args(tiny_argv(train_dir, None, tmp_path / "log", flow="dis",
+                                                        patches_per_epoch=4)))
+    source, exported = tmp_path / "log" / "ckpt_e1.pth", tmp_path / "small.pth"
+    assert export_main([str(source), "-o", str(exported)]) == 0
+    saved = load_checkpoint(exported)
+    assert "optimizer" not in saved and saved["history"] == run["history"]
+    assert not any("pwcnet." in k for k in saved["state_dict"])
+    assert exported.stat().st_size < source.stat().st_size / 3
+    model, _ = load_denoiser(exported, torch.device("cpu"))
+    original, _ = load_denoiser(source, torch.device("cpu"))
+    noisy = torch.rand(3, 3, 32, 40)
+    assert torch.equal(denoise_sequence(model, noisy, 0.1), denoise_sequence(original, noisy, 0.1))
+    # Exporting over a training checkpoint would lose its optimizer state: refused.
+    with pytest.raises(UserError, match="resumable training checkpoint"):
+        export_main([str(exported), "-o", str(source)])

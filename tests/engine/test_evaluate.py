@@ -174,3 +174,25 @@ def test_stbn_s_finetuning_improves_psnr_and_starts_each_sequence_from_the_check
     first, second = seen[0][2], seen[1][2]
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert all(torch.equal(first[k], v) for k, v in setup["model"].state_dict().items())
+
+
+def test_sigma_estimate_reports_the_estimate_and_the_numbers_it_gives(setup, capsys):
+    from datasets.builtin import builtin_split
+    from datasets.eval_sequences import to_unit_float
+    from engine.inference import denoise_sequence
+    from utils.metrics import sequence_psnr
+    from utils.noise import add_test_noise
+    results = evaluate(build_arg_parser().parse_args(
+        ["--model_file", str(setup["prefixed"]), "--builtin", "carphone", "--max_num_fr_per_seq", "6",
+         "--noise_sigmas", "30", "--no_save", "--sigma_estimate", *TINY]))
+    entry = results["30"]
+    seq = entry["sequences"]["carphone"]
+    assert abs(seq["sigma_estimated"] / 30 - 1) < 0.10
+    assert entry["sigma_estimated"] == seq["sigma_estimated"]
+    # The second pass is the protocol's noisy clip denoised with the estimate, scored as the first.
+    clean = to_unit_float(builtin_split("carphone")[1][:6])
+    noisy = add_test_noise(clean, 30 / 255)
+    by_hand = sequence_psnr(denoise_sequence(setup["model"], noisy, seq["sigma_estimated"] / 255), clean)
+    assert seq["psnr_estimated_sigma"] == pytest.approx(by_hand, abs=1e-4)
+    assert seq["psnr_estimated_sigma"] != seq["psnr"]
+    assert "estimated as" in capsys.readouterr().out
