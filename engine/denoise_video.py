@@ -91,7 +91,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "input (utils/noise_estimate.py) and printed")
     p.add_argument("--model_file", default=None,
                    help="checkpoint: the authors' release or ours (default: the small blind model that ships "
-                        f"in {DEFAULT_MODEL_FILE.parent.name}/{DEFAULT_MODEL_FILE.name}, trained on the built-in clips)")
+                        f"in {DEFAULT_MODEL_FILE.parent.name}/{DEFAULT_MODEL_FILE.name}, trained on the built-in "
+                        "clips)")
     p.add_argument("--model", default="bdc_2_unify", help="bdc_2_unify (= stbn) or bdc_flow")
     p.add_argument("--num_resblocks", type=int_in_range(0, 1024), default=5)
     p.add_argument("--num_channels", type=int_in_range(2, 1 << 14), default=64)

@@ -248,8 +248,8 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
         label = f"{root_name}/{name}"
         print("{:50}:, PSNR: {:.4f}dB, SSIM: {:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
         if args.sigma_estimate:
-            print(f"{'':50}   estimated sigma {result['sigma_estimated']:.2f}: PSNR {result['psnr_estimated_sigma']:.4f}dB, "
-                  f"SSIM {result['ssim_estimated_sigma']:.4f}", flush=True)
+            print(f"{'':50}   estimated sigma {result['sigma_estimated']:.2f}: "
+                  f"PSNR {result['psnr_estimated_sigma']:.4f}dB, SSIM {result['ssim_estimated_sigma']:.4f}", flush=True)
         total_frames += result["frames"]
         total_seconds += result["seconds"]
         if args.display_time:
