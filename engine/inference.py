@@ -23,6 +23,8 @@ from engine.reversal import read_forward
 from models.head import gaussian_outputs
 from utils.errors import UserError, warn
 from utils.gaussian import posterior_mean
+from utils.gaussian_hetero import hetero_posterior_mean
+from utils.noise import PoissonGaussian
 
 MEMORY_MODES = ("auto", "full", "bounded")
 # Hidden states the bounded path may keep, in bytes (at least 2 states are always kept).
@@ -44,15 +46,18 @@ _FULL_PATH_FRAME_CHANNELS = 24
 _STEP_WORKING_CHANNELS = 12
 
 Frames = torch.Tensor | Sequence[torch.Tensor]
+# The noise of the frames: a Gaussian sigma on the [0, 1] scale, or raw Poisson-Gaussian parameters.
+Noise = float | PoissonGaussian
 FrameCallback = Callable[[int, torch.Tensor], None]
 
 
-def denoise_frames(model: nn.Module, seqn: Frames, sigma: float, memory: str = "auto",
+def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
                    state_budget: int = DEFAULT_STATE_BUDGET) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (t, denoised frame (C,H,W) float32 on the CPU) for t = 0 .. T-1.
 
     `seqn` holds the noisy frames (T,C,H,W) on [0, 1] (a tensor, or any sequence of (C,H,W)
-    tensors, e.g. a lazy reader); `sigma` is the noise std on the [0, 1] scale. The model runs on
+    tensors, e.g. a lazy reader); `sigma` is the noise std on the [0, 1] scale (or, for raw
+    models, a `PoissonGaussian`; 0 for a mean-only head, which needs none). The model runs on
     the device of its parameters, in eval mode without gradients. `memory`: 'full' = the model's
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
     out-of-memory the one-pass path falls back to 'bounded' with a warning.
@@ -61,8 +66,9 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: float, memory: str = "
         raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")
     if len(seqn) == 0:
         raise UserError("the sequence to denoise has no frames")
-    # The official script holds sigma as a float32 tensor for the noise map and the posterior.
-    sigma = torch.as_tensor(sigma, dtype=torch.float32).item()
+    if not isinstance(sigma, PoissonGaussian):
+        # The official script holds sigma as a float32 tensor for the noise map and the posterior.
+        sigma = torch.as_tensor(sigma, dtype=torch.float32).item()
     model.eval()
     if memory == "auto":
         memory = "full" if full_path_fits(model, seqn) else "bounded"
@@ -80,7 +86,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: float, memory: str = "
     yield from _streamed(model, seqn, sigma, state_budget)
 
 
-def denoise_sequence(model: nn.Module, seqn: Frames, sigma: float, memory: str = "auto",
+def denoise_sequence(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
                      on_frame: FrameCallback | None = None,
                      state_budget: int = DEFAULT_STATE_BUDGET) -> torch.Tensor:
     """The clamped clean estimate (T,C,H,W) on the CPU (`_estimate`); `on_frame(t, frame)` sees each frame when done.
@@ -99,30 +105,44 @@ def _model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
-    """The official noise-level map: sigma as a float32 value broadcast over one frame (1,C,H,W)."""
+def _noise_map(model: nn.Module, sigma: Noise, like: torch.Tensor) -> torch.Tensor | None:
+    """The official noise-level map: sigma as a float32 value broadcast over one frame (1,C,H,W);
+    None for models that read none (the raw model, bdc_flow)."""
+    if not model.config.noise_map:
+        return None
     return torch.full((1, like.shape[-3], *like.shape[-2:]), float(sigma), dtype=torch.float32, device=like.device)
 
 
-def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The clean estimate of a head output (N,T,K,H,W), clamped to [0, 1]: the Gaussian posterior
-    mean for a mean + covariance head, the predicted mean itself for a mean-only head (the raw
-    model's plain blind-spot training)."""
-    if model.config.head_outputs == gaussian_outputs(model.config.img_channels):
+def raw_clean_estimate(out: torch.Tensor, noisy: torch.Tensor, noise: Noise) -> torch.Tensor:
+    """A C-channel head's clean estimate, not clamped: with a mean + covariance head, the posterior
+    mean under per-pixel noise (a*x + b taken at the predicted mean for Poisson-Gaussian noise, sigma^2
+    for a float sigma); with a mean-only head (the official raw model), the predicted mean itself."""
+    channels = noisy.shape[2]
+    mean = out[:, :, :channels]
+    if out.shape[2] == channels:
+        return mean
+    variance = noise.variance(mean) if isinstance(noise, PoissonGaussian) else torch.tensor(float(noise) ** 2)
+    return hetero_posterior_mean(out, noisy, variance)
+
+
+def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: Noise) -> torch.Tensor:
+    """The clean estimate of a head output (N,T,K,H,W), clamped to [0, 1]: for sRGB the official
+    Gaussian posterior mean (closed form), for other channel counts `raw_clean_estimate`."""
+    if model.config.img_channels == 3 and model.config.head_outputs == gaussian_outputs(3):
         return posterior_mean(out, noisy, sigma).clamp_(0.0, 1.0)
-    return out[:, :, :model.config.img_channels].clamp(0.0, 1.0)
+    return raw_clean_estimate(out, noisy, sigma).clamp(0.0, 1.0)
 
 
-def _one_pass(model: nn.Module, seqn: Frames, sigma: float) -> torch.Tensor:
+def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise) -> torch.Tensor:
     """The official denoise_seq: model over the whole clip, posterior mean, clamp; on the CPU."""
     device = _model_device(model)
     noisy = (seqn if isinstance(seqn, torch.Tensor) else torch.stack(list(seqn)))[None].to(device)
-    nmap = _noise_map(sigma, noisy)[:, None].expand(*noisy.shape)
-    out, _ = model(noisy, nmap)
+    nmap = _noise_map(model, sigma, noisy)
+    out, _ = model(noisy, None if nmap is None else nmap[:, None].expand(*noisy.shape))
     return _estimate(model, out, noisy, sigma)[0].cpu()
 
 
-def _streamed(model: nn.Module, seqn: Frames, sigma: float,
+def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
               state_budget: int) -> Iterator[tuple[int, torch.Tensor]]:
     """Forward direction streamed over the checkpointed backward direction (see module docstring).
 
@@ -133,7 +153,7 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: float,
     store = torch.device("cpu")
     length = len(seqn)
     first = seqn[0]
-    nmap = _noise_map(sigma, first.to(device))
+    nmap = _noise_map(model, sigma, first.to(device))
 
     def frame(t: int) -> torch.Tensor:
         return seqn[t].to(device=device, dtype=torch.float32)[None]

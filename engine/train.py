@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from datasets.train_clips import TrainClipDataset
 from engine.distill import FlowDistillation
 from engine.distributed import DistContext, all_ranks_true, barrier, setup_distributed, teardown_distributed, wrap_ddp
-from engine.inference import denoise_sequence
 from engine.logging_utils import LOG_FILE, TensorBoardSink, close_run_logger, setup_run_logger, write_history
 from engine.train_args import build_arg_parser, validate_args
 from engine.train_data import load_train_dataset, load_val_sequences
@@ -48,48 +46,23 @@ from engine.train_setup import (
     seed_epoch,
 )
 from engine.train_step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step, training_amp_supported
+from engine.train_task import SrgbTask, TrainingTask
 from models.pwc import save_pwc_weights
 from utils.atomic import remove_temp_files
 from utils.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from utils.errors import UserError, warn
-from utils.gaussian import posterior_mean
 from utils.lock import LOCK_NAME, exclusive_lock
-from utils.metrics import sequence_psnr
-from utils.noise import add_test_noise, add_train_noise, parse_noise_ival, parse_sigma, sample_train_sigma, unit_sigma
+from utils.noise import parse_noise_ival, parse_sigma, unit_sigma
 from utils.plots import plot_training_curves
 
-__all__ = ["GRAD_CLIP_NORM", "StepResult", "build_arg_parser", "compute_loss", "main", "train", "train_step",
-           "validate", "validate_args"]
+__all__ = ["GRAD_CLIP_NORM", "StepResult", "build_arg_parser", "compute_loss", "main", "srgb_data", "train",
+           "train_step", "validate_args"]
 
 # Consecutive non-finite steps after which training stops (the last checkpoint stays intact).
 MAX_NONFINITE_IN_A_ROW = 5
 CURVES_PNG = "curves.png"
-
-
-def batch_psnr(images: torch.Tensor, clean: torch.Tensor) -> float:
-    """Mean over clips of the official per-frame PSNR, images clamped to [0, 1] first (logging only)."""
-    images = images.detach().clamp(0, 1).cpu()
-    clean = clean.cpu()
-    return float(np.mean([sequence_psnr(images[n], clean[n]) for n in range(images.shape[0])]))
-
-
-@torch.no_grad()
-@torch.no_grad()
-def validate(model: nn.Module, sequences: Iterable[tuple[str, torch.Tensor]], sigma: float,
-             device: torch.device) -> float | None:
-    """Mean over sequences of the per-frame PSNR of the posterior mean (official test protocol).
-
-    Noise is seeded per sequence (`add_test_noise`), so epochs are compared on the same noise.
-    """
-    was_training = model.training
-    model.eval()
-    scores = []
-    for _, clean in sequences:
-        noisy = add_test_noise(clean, sigma).to(device)
-        denoised = denoise_sequence(model, noisy, sigma)
-        scores.append(sequence_psnr(denoised.float().cpu(), clean))
-    model.train(was_training)
-    return float(np.mean(scores)) if scores else None
+# Names of the logged training metrics in the log line (the official 'PSNR_train' / 'PSNR_train_m').
+TRAIN_LOG_NAMES = {"psnr": "PSNR_train", "psnr_mean": "PSNR_train_m"}
 
 
 class NonFiniteGuard:
@@ -106,7 +79,7 @@ class NonFiniteGuard:
 
 
 def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.Parameter],
-               args: argparse.Namespace, noise_ival: list[float], epoch: int, ctx: DistContext,
+               args: argparse.Namespace, task: TrainingTask, epoch: int, ctx: DistContext,
                amp: bool, guard: NonFiniteGuard, log, board: TensorBoardSink,
                distillation: FlowDistillation | None = None, deadline: float | None = None) -> dict[str, Any]:
     """Train one epoch; returns its mean loss, skipped steps, throughput and iterations run.
@@ -118,18 +91,17 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
     losses: list[float] = []
     window: list[float] = []
     skipped_before = guard.total
-    frames_per_step = args.batch_size * args.train_length * ctx.world_size
+    frames_per_step = None
     start = time.perf_counter()
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{args.epochs}", unit="it", file=sys.stderr,
                disable=not ctx.is_main, dynamic_ncols=True, leave=False)
     done = 0
-    for iteration, clips in enumerate(loader, start=1):
-        clean = clips.to(ctx.device, non_blocking=True).float().div_(255)
+    for iteration, item in enumerate(loader, start=1):
+        batch = task.prepare(item, ctx.device)
+        frames_per_step = batch.noisy.shape[0] * batch.noisy.shape[1] * ctx.world_size
         step = (epoch - 1) * len(loader) + iteration
         distill_now = distillation if distillation is not None and distillation.active(step) else None
-        sigma = sample_train_sigma(clean.shape[0], noise_ival, device=ctx.device)
-        seqn, noise_map = add_train_noise(clean, sigma)
-        result = train_step(model, optimizer, params, seqn, noise_map, sigma.view(-1), amp, distill_now, ctx)
+        result = task.step(model, optimizer, params, batch, amp, distill_now, ctx)
         finite, loss, out = result.finite, result.loss, result.out
         if guard.record(finite):
             bar.close()
@@ -147,13 +119,12 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
                         fps=f"{iteration * frames_per_step / max(elapsed, 1e-9):.1f}")
         if ctx.is_main and iteration % args.print_every == 0 and window:
             with torch.no_grad():
-                psnr_post = batch_psnr(posterior_mean(out, seqn, sigma.view(-1)), clean)
-                psnr_mean = batch_psnr(out[:, :, :3], clean)
-            log.info(f"epoch {epoch} iter {iteration}/{len(loader)} loss {np.mean(window):.4f} "
-                     f"PSNR_train {psnr_post:.2f} PSNR_train_m {psnr_mean:.2f} "
+                metrics = task.train_metrics(out, batch)
+            shown = " ".join(f"{TRAIN_LOG_NAMES.get(k, k)} {v:.2f}" for k, v in metrics.items())
+            log.info(f"epoch {epoch} iter {iteration}/{len(loader)} loss {np.mean(window):.4f} {shown} "
                      f"lr {optimizer.param_groups[0]['lr']:.3g} skipped {guard.total - skipped_before}")
-            board.scalars({"train/loss": float(np.mean(window)), "train/psnr": psnr_post,
-                           "train/psnr_mean": psnr_mean}, step)
+            board.scalars({"train/loss": float(np.mean(window))} | {f"train/{k}": v for k, v in metrics.items()},
+                          step)
             window.clear()
         done = iteration
         if deadline is not None and not all_ranks_true(ctx, time.monotonic() < deadline):
@@ -162,13 +133,13 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer, params: list[nn.
     seconds = time.perf_counter() - start
     stats = {"loss": float(np.mean(losses)) if losses else float("nan"),
              "nonfinite_steps": guard.total - skipped_before, "seconds": seconds,
-             "frames_per_s": done * frames_per_step / max(seconds, 1e-9)}
+             "frames_per_s": done * (frames_per_step or 0) / max(seconds, 1e-9)}
     if done < len(loader):
         stats["iterations"] = done  # cut short by --time_budget
     return stats
 
 
-def _make_loader(dataset: TrainClipDataset, args: argparse.Namespace, ctx: DistContext):
+def _make_loader(dataset: Dataset, args: argparse.Namespace, ctx: DistContext):
     """Shuffled, drop-last batches; one disjoint shard per rank under DDP."""
     sampler = (DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                   seed=args.seed, drop_last=True) if ctx.distributed else None)
@@ -181,18 +152,26 @@ def _make_loader(dataset: TrainClipDataset, args: argparse.Namespace, ctx: DistC
     return loader, sampler
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or resume, or finish) a training; returns the trained model, history and paths.
-
-    Reruns with the same `log_dir` continue from the newest complete `ckpt_e{N}.pth`. Under
-    torchrun each process trains on its shard; rank 0 validates, logs and writes checkpoints.
-    """
+def srgb_data(args: argparse.Namespace) -> tuple[Dataset, SrgbTask]:
+    """The sRGB recipe's training clips and task (`sRGB_train_bsn.py`), from validated arguments."""
     validate_args(args)
     noise_ival = parse_noise_ival(args.noise_ival, "--noise_ival")
     val_sigma = unit_sigma(parse_sigma(args.val_noiseL, "--val_noiseL"))
+    return load_train_dataset(args), SrgbTask(noise_ival, load_val_sequences(args), val_sigma)
+
+
+def train(args: argparse.Namespace,
+          data: Callable[[argparse.Namespace], tuple[Dataset, TrainingTask]] = srgb_data) -> dict[str, Any]:
+    """Run (or resume, or finish) a training; returns the trained model, history and paths.
+
+    `data(args)` checks the arguments and gives the training set and its task (default: the sRGB
+    recipe; `CRVD_train.py` passes the raw one). Bad training data fails there, before anything is
+    written to log_dir. Reruns with the same `log_dir` continue from the newest complete
+    `ckpt_e{N}.pth`. Under torchrun each process trains on its shard; rank 0 validates, logs and
+    writes checkpoints.
+    """
+    train_data, task = data(args)
     log_dir = Path(args.log_dir)
-    # Bad training data fails here, before anything is written to log_dir.
-    train_data, val_sequences = load_train_dataset(args), load_val_sequences(args)
     ctx = setup_distributed(args.device)
     created = ctx.is_main and not log_dir.exists()
     log = None
@@ -202,8 +181,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         barrier(ctx)
         with exclusive_lock(log_dir) if ctx.is_main else nullcontext():
             log = setup_run_logger(log_dir, enabled=ctx.is_main)
-            return _train(args, ctx, log, log_dir, noise_ival, val_sigma, train_data,
-                          val_sequences if ctx.is_main else [])
+            return _train(args, ctx, log, log_dir, task, train_data)
     except UserError:
         if log is not None:
             close_run_logger(log)
@@ -248,9 +226,8 @@ def _remove_unused_log_dir(log_dir: Path) -> None:
         pass  # something else is in it: keep it
 
 
-def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise_ival: list[float],
-           val_sigma: float, train_data: TrainClipDataset,
-           val_sequences: Iterable[tuple[str, torch.Tensor]]) -> dict[str, Any]:
+def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, task: TrainingTask,
+           train_data: Dataset) -> dict[str, Any]:
     amp = args.amp and training_amp_supported(ctx.device)
     if args.amp and not amp:
         warn("--amp trains in bf16 on CUDA only (on the CPU, bf16 gradients of the dilated convolutions "
@@ -300,12 +277,13 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, noise
             if sampler is not None:
                 sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
-            stats = _run_epoch(net, loader, optimizer, params, args, noise_ival, epoch, ctx, amp, guard,
+            stats = _run_epoch(net, loader, optimizer, params, args, task, epoch, ctx, amp, guard,
                                log, board, distillation, deadline)
             scheduler.step()
             if ctx.is_main:
-                val_psnr = validate(model, val_sequences, val_sigma, ctx.device)
-                history.append({"epoch": epoch, "lr": lr, **stats, "val_psnr": val_psnr})
+                validation = task.validate(model, ctx.device)
+                val_psnr = validation["val_psnr"]
+                history.append({"epoch": epoch, "lr": lr, **stats, **validation})
                 path = checkpoint_path(log_dir, epoch)
                 _require_finite_weights(model, epoch, summary["last_checkpoint"])
                 save_checkpoint(path, checkpoint_state(model, optimizer, scheduler, args, epoch, history,

@@ -6,6 +6,7 @@ Flow distillation, when on, adds its term to the same loss.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,19 +46,21 @@ def amp_supported(device: torch.device) -> bool:
     return any(flag in flags for flag in _CPU_BF16_FLAGS)
 
 
-def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor, sigma: torch.Tensor,
-                 amp: bool = False, distillation: FlowDistillation | None = None
+def compute_loss(model: nn.Module, seqn: torch.Tensor, noise_map: torch.Tensor | None,
+                 sigma: torch.Tensor | None, amp: bool = False, distillation: FlowDistillation | None = None,
+                 loss: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Forward one noisy batch and return `(loss terms, network output (N,T,9,H,W) in float32)`.
+    """Forward one noisy batch and return `(loss terms, network output (N,T,K,H,W) in float32)`.
 
     The terms are summed into the loss that is back-propagated: the likelihood (always in
-    float32) and, when `distillation` is given, the flow-distillation term 'flow'. `amp` runs the
-    network's convolutions under bf16 autocast (flows and the Gaussian algebra stay float32).
+    float32; `loss(out)` gives other terms instead, e.g. the raw model's) and, when `distillation`
+    is given, the flow-distillation term 'flow'. `amp` runs the network's convolutions under bf16
+    autocast (flows and the Gaussian algebra stay float32).
     """
     with torch.autocast(device_type=seqn.device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(seqn, noise_map)[0]
     out = out.float()
-    terms = {"loglike": loglike_loss(out, seqn, sigma)}
+    terms = loss(out) if loss is not None else {"loglike": loglike_loss(out, seqn, sigma)}
     if distillation is not None:
         terms["flow"] = distillation.loss(seqn, out)
     return terms, out
@@ -77,12 +80,22 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, params: list[
                distillation: FlowDistillation | None = None, ctx: DistContext | None = None) -> StepResult:
     """One optimisation step on a noisy batch seqn (N,T,C,H,W) with its noise map and sigmas (N,).
 
-    Loss (`compute_loss`), backward, gradient-norm clipping of `params` at `GRAD_CLIP_NORM`, Adam
-    step. A non-finite loss or gradient norm skips the step (nothing is changed). Under DDP
-    (`ctx`) all ranks agree on skipping, so none waits for a missing backward, and the
-    distillation student, which DDP does not manage, has its gradients averaged here.
+    Loss (`compute_loss`), then `apply_step` with the official gradient clipping at `GRAD_CLIP_NORM`.
     """
     terms, out = compute_loss(model, seqn, noise_map, sigma, amp, distillation)
+    return apply_step(terms, out, optimizer, params, GRAD_CLIP_NORM, distillation, ctx)
+
+
+def apply_step(terms: dict[str, torch.Tensor], out: torch.Tensor, optimizer: torch.optim.Optimizer,
+               params: list[nn.Parameter], clip_norm: float | None = GRAD_CLIP_NORM,
+               distillation: FlowDistillation | None = None, ctx: DistContext | None = None) -> StepResult:
+    """Backward of the summed loss `terms`, gradient-norm clipping of `params` at `clip_norm` (None:
+    no clipping, as the official raw training), Adam step.
+
+    A non-finite loss or gradient norm skips the step (nothing is changed). Under DDP (`ctx`) all
+    ranks agree on skipping, so none waits for a missing backward, and the distillation student,
+    which DDP does not manage, has its gradients averaged here.
+    """
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
     finite = all_ranks_true(ctx, bool(torch.isfinite(loss)))
@@ -90,7 +103,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, params: list[
         loss.backward()
         if distillation is not None:
             average_gradients(ctx, distillation.student.parameters())
-        grad_norm = nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
+        grad_norm = nn.utils.clip_grad_norm_(params, clip_norm if clip_norm is not None else float("inf"))
         finite = bool(torch.isfinite(grad_norm))  # gradients are all-reduced: same on all ranks
         if finite:
             optimizer.step()

@@ -7,11 +7,12 @@ blind-spot variant. It is a dilated stack with half the residual units of the ot
 from __future__ import annotations
 
 from models.dilated import DilatedStack
+from utils.gaussian_hetero import head_channels
 
 
 def gaussian_outputs(img_channels: int) -> int:
-    """Mean plus covariance-factor channels for `img_channels` (9 for RGB)."""
-    return img_channels + img_channels * (img_channels + 1) // 2
+    """Mean plus covariance-factor channels for `img_channels` (9 for RGB, 14 for packed raw)."""
+    return head_channels(img_channels)
 
 
 class GaussianHead(DilatedStack):

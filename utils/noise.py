@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -111,3 +112,17 @@ def parse_noise_ival(values: Sequence[str | float], name: str = "--noise_ival") 
     if len(sigmas) == 2 and sigmas[0] == sigmas[1]:
         sigmas = sigmas[:1]
     return [unit_sigma(s) for s in sigmas]
+
+
+@dataclass(frozen=True)
+class PoissonGaussian:
+    """Raw sensor noise on the normalised scale: a pixel of clean value x has variance a*x + b
+    (shot gain a, read-noise variance b; CRVD's per-ISO values in datasets/crvd.py). Tensors of
+    one value, or one per clip shaped to broadcast over (N,T,C,H,W)."""
+
+    a: torch.Tensor | float
+    b: torch.Tensor | float
+
+    def variance(self, signal: torch.Tensor) -> torch.Tensor:
+        """Per-pixel noise variance at `signal` (clamped at 0: no negative light)."""
+        return self.a * signal.clamp(min=0) + self.b

@@ -8,6 +8,7 @@ clamp), and the raw model is trained with the plain blind-spot loss against its 
 from __future__ import annotations
 
 import torch
+from skimage.metrics import peak_signal_noise_ratio
 
 BLACK_LEVEL = 240
 WHITE_LEVEL = 4095
@@ -32,6 +33,12 @@ def quantise_12bit(x: torch.Tensor) -> torch.Tensor:
     truncation (x * 3855 + 240 as uint16), and normalised again."""
     levels = (x.clamp(0, 1).float() * RAW_RANGE + BLACK_LEVEL).to(torch.int32)  # truncation, as uint16
     return (levels.float() - BLACK_LEVEL) / RAW_RANGE
+
+
+def validation_psnr(den: torch.Tensor, clean: torch.Tensor) -> float:
+    """The official raw validation score of one packed frame (4,H,W): PSNR (data_range 1, skimage)
+    of the 12-bit quantised output against the clean frame, on the float32 arrays."""
+    return float(peak_signal_noise_ratio(clean.float().numpy(), quantise_12bit(den).numpy(), data_range=1.0))
 
 
 def blind_spot_mse(out: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
