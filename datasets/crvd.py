@@ -101,16 +101,17 @@ class CRVDTrainDataset(Dataset):
     Item i uses ISO (i mod 250) // 50, scene (i mod 50) // 10 and capture i mod 10; the crop is
     `2 * patch_size` raw pixels at an even position (the Bayer phase is kept), the same for the
     clean and the noisy sequence, as the official `crop_position` draws it. The clean clip is for
-    logging only: training is self-supervised on the noisy capture.
+    logging only: training is self-supervised on the noisy capture. `mirror_seq` appends the
+    time-reversed clip (14 frames), as the official option does.
     """
 
     def __init__(self, root: str | os.PathLike, patch_size: int = 96, patches_per_epoch: int = 256000,
-                 scenes: tuple[int, ...] = TEST_SCENES, isos: tuple[int, ...] = ISOS):
+                 scenes: tuple[int, ...] = TEST_SCENES, isos: tuple[int, ...] = ISOS, mirror_seq: bool = False):
         if patch_size < 1 or patches_per_epoch < 1:
             raise UserError(f"patch_size and patches_per_epoch must be positive, got {patch_size}, "
                             f"{patches_per_epoch}")
         self.raw_patch, self.patches_per_epoch = 2 * patch_size, patches_per_epoch
-        self.scenes, self.isos = tuple(scenes), tuple(isos)
+        self.scenes, self.isos, self.mirror_seq = tuple(scenes), tuple(isos), mirror_seq
         self.clean: dict[tuple[int, int], np.ndarray] = {}
         self.noisy: dict[tuple[int, int, int], np.ndarray] = {}
         for iso in self.isos:
@@ -138,8 +139,10 @@ class CRVDTrainDataset(Dataset):
         left = 2 * int(np.random.randint(0, (width - self.raw_patch) // 2 - 1))
         window = np.s_[:, top:top + self.raw_patch, left:left + self.raw_patch]
         a, b = noise_parameters(iso)
-        return {"clean": packed(clean[window]), "noisy": packed(noisy[window]),
-                "a": a.view(1, 1, 1, 1), "b": b.view(1, 1, 1, 1)}
+        clean, noisy = packed(clean[window]), packed(noisy[window])
+        if self.mirror_seq:
+            clean, noisy = (torch.cat([x, x.flip(0)]) for x in (clean, noisy))
+        return {"clean": clean, "noisy": noisy, "a": a.view(1, 1, 1, 1), "b": b.view(1, 1, 1, 1)}
 
 
 class CRVDTestDataset(Dataset):

@@ -68,7 +68,13 @@ def _write_tiff(path: Path, frame: np.ndarray) -> None:
         tmp.write_bytes(encoded.tobytes())
 
 
-def write_simulated_crvd(root: str | os.PathLike, clip: str = "bikes", height: int = 128, width: int = 160,
+# Raw frame size (H, W) of the simulated video unless asked otherwise: 64x80 packed, small enough for
+# CPU training and evaluation in minutes.
+SIMULATED_SIZE = (128, 160)
+
+
+def write_simulated_crvd(root: str | os.PathLike, clip: str = "bikes", height: int = SIMULATED_SIZE[0],
+                         width: int = SIMULATED_SIZE[1],
                          scenes: tuple[int, ...] = TEST_SCENES, isos: tuple[int, ...] = ISOS,
                          captures: int = CAPTURES, layout: str = "stbn", seed: int = 0) -> Path:
     """Write a CRVD-layout tree ('stbn' or 'florn' layout) of simulated raw video under `root`.

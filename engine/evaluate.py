@@ -31,22 +31,11 @@ from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_de
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
 from utils.atomic import atomic_path
-from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, warn
+from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool, warn
 from utils.metrics import SSIM_WINDOW, frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
 from utils.paths import refuse_overlap
-
-
-def _official_bool(value: str) -> bool:
-    """The official `--display_time` is `type=bool`; accept its spellings (True/False/1/0)."""
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "y", "on"):
-        return True
-    if lowered in ("0", "false", "no", "n", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
 
 # STBN_s defaults: the training recipe's rate (paper), clips per step and crops (engine/finetune.py).
 FINETUNE_LR = 1e-4
@@ -64,7 +53,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     official.add_argument("--max_num_fr_per_seq", type=BOUNDED_INT, default=85, help="first N frames of each sequence")
     official.add_argument("--noise_sigmas", nargs="*", default=["30"], metavar="SIGMA",
                           help="noise levels on the 0-255 scale (several allowed)")
-    official.add_argument("--display_time", nargs="?", const=True, default=False, type=_official_bool,
+    official.add_argument("--display_time", nargs="?", const=True, default=False, type=official_bool,
                           help="print the time per frame (denoising + PNG writing)")
     extra = p.add_argument_group("additional options")
     extra.add_argument("--builtin", metavar="CLIP",

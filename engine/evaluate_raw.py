@@ -1,7 +1,8 @@
 """The CRVD raw-video test (behind `CRVD_test.py`): per-ISO raw PSNR/SSIM by FloRNN's protocol.
 
 For each test sequence (ISO-major, scenes 7-11, full frames, capture `noisy0`): denoise the whole
-7-frame packed clip, clamp to [0, 1], then per frame PSNR on the packed 4-channel arrays
+7-frame packed clip (a Gaussian head, `--raw_loss gaussian`, through its posterior mean with the
+ISO's noise parameters), clamp to [0, 1], then per frame PSNR on the packed 4-channel arrays
 (data_range 1) and SSIM as the mean over the 4 packed channels (data_range 1, skimage defaults);
 average over frames, then per ISO over the scenes, then over the ISOs. The noisy input (clamped)
 is scored alike. (STBN's own CRVD script was edited from FloRNN's and, as published, crashes
@@ -22,12 +23,13 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
 from datasets.crvd import ISOS, TEST_SCENES, CRVDTestDataset
-from datasets.simulated_raw import write_simulated_crvd
+from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
 from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.evaluate import write_results_json
 from engine.inference import MEMORY_MODES, denoise_sequence
 from models.isp import RViDeNetISP, load_isp, to_isp_order
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
+from utils.noise import PoissonGaussian
 from utils.paths import refuse_overlap
 
 
@@ -54,7 +56,7 @@ def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetIS
     """{"<iso>": {psnr, ssim, [srgb_psnr, srgb_ssim], scenes: {...}}, "average": {...}} (see module)."""
     per_iso: dict[str, dict[str, Any]] = {}
     for item in tqdm(data, desc="CRVD test", unit="sequence", leave=False):
-        denoised = denoise_sequence(model, item["noisy"], 0.0, memory)
+        denoised = denoise_sequence(model, item["noisy"], PoissonGaussian(item["a"], item["b"]), memory)
         frames = [raw_frame_metrics(d, c) for d, c in zip(denoised, item["clean"])]
         inputs = [raw_frame_metrics(n.clamp(0, 1), c) for n, c in zip(item["noisy"], item["clean"])]
         scores = {"psnr": float(np.mean([f[0] for f in frames])), "ssim": float(np.mean([f[1] for f in frames])),
@@ -81,6 +83,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--CRVD_dir", help="CRVD root (STBN's or FloRNN's folder layout)")
     source.add_argument("--builtin", metavar="CLIP", help="simulated raw CRVD made from a built-in clip")
+    p.add_argument("--builtin_size", type=BOUNDED_INT, nargs=2, default=list(SIMULATED_SIZE), metavar=("H", "W"),
+                   help="raw frame size of the simulated video (even; as CRVD_train.py --builtin_size)")
     p.add_argument("--isp", help="RViDeNet's ISP weights (isp.pth in the authors' repository): adds sRGB metrics")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--flow", default="auto", choices=FLOW_CHOICES)
@@ -103,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{model.config.img_channels}-channel frames; the raw model reads 4 packed channels)")
     isp = load_isp(args.isp) if args.isp else None
     with tempfile.TemporaryDirectory(prefix="stbn-crvd-") as scratch:
-        root = args.CRVD_dir or write_simulated_crvd(Path(scratch), args.builtin, height=128, width=160,
-                                                     captures=1)
+        root = args.CRVD_dir or write_simulated_crvd(Path(scratch), args.builtin, *args.builtin_size, captures=1)
         results = evaluate_crvd(model, CRVDTestDataset(root, TEST_SCENES, ISOS), isp, args.memory)
     for iso in map(str, ISOS):
         line = (f"ISO {iso:>5}: raw PSNR {results[iso]['noisy_psnr']:.4f} -> {results[iso]['psnr']:.4f} dB, "

@@ -299,6 +299,10 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, task:
                          + (f"{val_psnr:.2f} dB" if val_psnr is not None else "n/a (no validation set)")
                          + f", {stats['frames_per_s']:.1f} frames/s, skipped steps {stats['nonfinite_steps']}, "
                          f"saved '{path}'")
+                details = {k: v for k, v in validation.items() if k != "val_psnr" and v is not None}
+                if details:
+                    log.info("validation: " + ", ".join(f"{k.removeprefix('val_')} {v:.2f}"
+                                                        for k, v in details.items()))
             barrier(ctx)
             if "iterations" in stats or (deadline is not None and time.monotonic() >= deadline):
                 log.info(f"--time_budget of {args.time_budget:g} min spent: stopped after epoch {epoch} "

@@ -11,6 +11,7 @@ from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES
 from engine.distill import FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR, TEACHERS
 from models import MODEL_OPTIONS, StbnConfig, model_config
 from models.direction_fusion import DIRECTION_FUSIONS
+from models.head import gaussian_outputs
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
 from utils.noise import parse_noise_ival, parse_sigma
 from utils.paths import refuse_overlap
@@ -167,7 +168,11 @@ def validate_args(args: argparse.Namespace) -> None:
 
 
 def model_config_from_args(args: argparse.Namespace, flow: str) -> StbnConfig:
-    """The StbnConfig of a validated training command line, aligning with `flow`."""
+    """The StbnConfig of a validated training command line, aligning with `flow`; the raw model's
+    `--raw_loss gaussian` gives it a mean + covariance-factor head."""
     fusion = "pixelwise" if args.no_srfe else args.fusion
-    return model_config(args.model, 3, args.num_resblocks, args.num_channels, align=args.align,
-                        bsa=not args.no_bsa, direction_fusion=fusion, flow=flow)
+    config = model_config(args.model, 3, args.num_resblocks, args.num_channels, align=args.align,
+                          bsa=not args.no_bsa, direction_fusion=fusion, flow=flow)
+    if getattr(args, "raw_loss", "mse") == "gaussian":
+        config = config.replace(head_outputs=gaussian_outputs(config.img_channels))
+    return config

@@ -39,7 +39,8 @@ RESUME_KEYS = ("state_dict", "optimizer", "scheduler")
 TRAINING_ARGS = {"distill": False, "teacher": "pwc"}
 # Config fields a resumed run must keep -> the option that sets them.
 CONFIG_OPTIONS = {"num_channels": "--num_channels", "num_resblocks": "--num_resblocks", "noise_map": "--model",
-                  "align": "--align", "bsa": "--no_bsa", "direction_fusion": "--direction_fusion"}
+                  "align": "--align", "bsa": "--no_bsa", "direction_fusion": "--direction_fusion",
+                  "head_outputs": "--raw_loss"}
 
 
 def _require(condition: bool, message: str) -> None:

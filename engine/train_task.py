@@ -134,8 +134,8 @@ class RawTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
-        """Per-ISO mean PSNR of the 12-bit quantised output over the test sequences, and their mean
-        (the official log sums the per-ISO means; the mean is what is comparable)."""
+        """Per-ISO mean PSNR of the 12-bit quantised output over the test sequences ('val_psnr_ISO<iso>')
+        and their mean 'val_psnr' (the official log sums the per-ISO means; the mean is comparable)."""
         was_training = model.training
         model.eval()
         per_iso: dict[str, list[float]] = {}
@@ -147,5 +147,5 @@ class RawTask:
         model.train(was_training)
         if not per_iso:
             return {"val_psnr": None}
-        means = {iso: float(np.mean(values)) for iso, values in per_iso.items()}
-        return {"val_psnr": float(np.mean(list(means.values()))), "val_psnr_per_iso": means}
+        means = {f"val_psnr_ISO{iso}": float(np.mean(values)) for iso, values in per_iso.items()}
+        return {"val_psnr": float(np.mean(list(means.values()))), **means}

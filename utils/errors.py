@@ -63,3 +63,14 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print("interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
     sys.exit(int(code or 0))
+
+
+def official_bool(value: str) -> bool:
+    """Official options declared `type=bool` (`--display_time`, `--mirror_seq`): accept their spellings
+    (True/False/1/0) instead of Python's bool('False') == True."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")

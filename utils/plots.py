@@ -32,14 +32,21 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
     """
     figure = Figure(figsize=(9, 3.6), dpi=100)
     FigureCanvasAgg(figure)
-    panels = (("loss", "training loss (neg. log-likelihood)", "C0"),
+    panels = (("loss", "training loss", "C0"),
               ("val_psnr", "validation PSNR (dB)", "C1"))
     for index, (key, title, color) in enumerate(panels, start=1):
         axis = figure.add_subplot(1, 2, index)
         epochs, values = _series(history, key)
         if epochs:
-            axis.plot(epochs, values, marker="o", color=color)
-        else:
+            axis.plot(epochs, values, marker="o", color=color, label="mean" if index == 2 else None)
+        # Per-part validation scores (the raw recipe's per ISO: 'val_psnr_ISO1600', ...) as thin lines.
+        parts = sorted({k for row in history for k in row if k.startswith(key + "_")}, key=lambda k: (len(k), k)) \
+            if index == 2 else []
+        for part in parts:
+            axis.plot(*_series(history, part), linewidth=0.8, alpha=0.7, label=part.removeprefix(key + "_"))
+        if parts:
+            axis.legend(fontsize=7)
+        if not epochs:
             axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes)
         axis.set_title(title)
         axis.set_xlabel("epoch")

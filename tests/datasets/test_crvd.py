@@ -85,3 +85,16 @@ def test_bad_crvd_data_is_one_clear_line(tree, tmp_path):
     cv2.imwrite(str(frame), np.zeros((38, 56), np.uint16))
     with pytest.raises(UserError, match="is 56x38 but frame 1 of that sequence is 56x40"):
         read_raw_sequence(folder, "frame{t}_clean_and_slightly_denoised.tiff")
+
+
+def test_mirror_seq_appends_the_time_reversed_clip(tree):
+    root, _ = tree
+    np.random.seed(4)
+    plain = CRVDTrainDataset(root, patch_size=8, patches_per_epoch=4, scenes=SCENES, isos=ISOS)[1]
+    np.random.seed(4)
+    mirrored = CRVDTrainDataset(root, patch_size=8, patches_per_epoch=4, scenes=SCENES, isos=ISOS,
+                                mirror_seq=True)[1]
+    assert mirrored["noisy"].shape == (14, 4, 8, 8)
+    assert torch.equal(mirrored["noisy"][:7], plain["noisy"])
+    assert torch.equal(mirrored["noisy"][7:], plain["noisy"].flip(0))
+    assert torch.equal(mirrored["clean"][7:], plain["clean"].flip(0))
