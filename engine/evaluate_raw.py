@@ -8,11 +8,14 @@ average over frames, then per ISO over the scenes, then over the ISOs. The noisy
 is scored alike. (STBN's own CRVD script was edited from FloRNN's and, as published, crashes
 before its metrics and never applies its ISP.) With `--isp FILE` (RViDeNet's released ISP
 weights) the sRGB metrics of the conventional protocol are added: ISP of the R, G, B, G packed
-frame, clipped, truncated to 8 bits, PSNR and SSIM (channel axis, data_range 1, 7x7 window).
+frame, clipped, truncated to 8 bits, PSNR and SSIM (channel axis, data_range 1, 7x7 window);
+without it the same metrics go through the classical ISP (utils/raw_isp.py), labelled as not
+comparable with the paper's. `--output_png` shows one frame per ISO through the classical ISP.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from tqdm import tqdm
 
 from datasets.crvd import ISOS, TEST_SCENES, CRVDTestDataset
 from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
+from datasets.video_io import write_png
 from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.evaluate import write_results_json
 from engine.inference import MEMORY_MODES, denoise_sequence
@@ -31,6 +35,7 @@ from models.isp import RViDeNetISP, load_isp, to_isp_order
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
 from utils.noise import PoissonGaussian
 from utils.paths import refuse_overlap
+from utils.raw_isp import classical_isp, gray_world_gains
 
 
 def raw_frame_metrics(den: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
@@ -51,9 +56,23 @@ def srgb_frame_metrics(isp: RViDeNetISP, den: torch.Tensor, clean: torch.Tensor)
             float(structural_similarity(c, d, channel_axis=2, data_range=1.0)))
 
 
+def classical_srgb_metrics(den: torch.Tensor, clean: torch.Tensor, gains: np.ndarray) -> tuple[float, float]:
+    """(PSNR, SSIM) in sRGB through the classical ISP (utils/raw_isp.py), same steps as the learned
+    ISP's protocol (clip, truncate to 8 bits); not comparable with the paper's sRGB numbers."""
+    d, c = ((np.clip(classical_isp(x, gains), 0, 1) * 255).astype(np.uint8).astype(np.float64) / 255
+            for x in (den, clean))
+    return (float(peak_signal_noise_ratio(c, d, data_range=1.0)),
+            float(structural_similarity(c, d, channel_axis=2, data_range=1.0)))
+
+
 def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetISP | None = None,
-                  memory: str = "auto") -> dict[str, Any]:
-    """{"<iso>": {psnr, ssim, [srgb_psnr, srgb_ssim], scenes: {...}}, "average": {...}} (see module)."""
+                  memory: str = "auto", pictures: dict[int, list[np.ndarray]] | None = None) -> dict[str, Any]:
+    """{"<iso>": {psnr, ssim, sRGB metrics, scenes: {...}}, "average": {...}} (see module).
+
+    The sRGB metrics are `srgb_psnr`/`srgb_ssim` through RViDeNet's ISP when `isp` is given, else
+    `classical_srgb_psnr`/`classical_srgb_ssim` through the classical ISP. `pictures`, when given,
+    receives per ISO the middle frame of the first scene as sRGB [noisy, denoised, clean].
+    """
     per_iso: dict[str, dict[str, Any]] = {}
     for item in tqdm(data, desc="CRVD test", unit="sequence", leave=False):
         denoised = denoise_sequence(model, item["noisy"], PoissonGaussian(item["a"], item["b"]), memory)
@@ -62,16 +81,30 @@ def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetIS
         scores = {"psnr": float(np.mean([f[0] for f in frames])), "ssim": float(np.mean([f[1] for f in frames])),
                   "noisy_psnr": float(np.mean([f[0] for f in inputs])),
                   "noisy_ssim": float(np.mean([f[1] for f in inputs]))}
+        gains = gray_world_gains(item["clean"][len(item["clean"]) // 2])
         if isp is not None:
             srgb = [srgb_frame_metrics(isp, d, c) for d, c in zip(denoised, item["clean"])]
             scores |= {"srgb_psnr": float(np.mean([f[0] for f in srgb])),
                        "srgb_ssim": float(np.mean([f[1] for f in srgb]))}
+        else:
+            srgb = [classical_srgb_metrics(d, c, gains) for d, c in zip(denoised, item["clean"])]
+            scores |= {"classical_srgb_psnr": float(np.mean([f[0] for f in srgb])),
+                       "classical_srgb_ssim": float(np.mean([f[1] for f in srgb]))}
+        if pictures is not None and item["iso"] not in pictures:
+            t = len(denoised) // 2
+            pictures[item["iso"]] = [classical_isp(x, gains) for x in (item["noisy"][t], denoised[t], item["clean"][t])]
         per_iso.setdefault(str(item["iso"]), {"scenes": {}})["scenes"][str(item["scene"])] = scores
     for entry in per_iso.values():
         keys = next(iter(entry["scenes"].values())).keys()
         entry.update({k: float(np.mean([s[k] for s in entry["scenes"].values()])) for k in keys})
     keys = [k for k in next(iter(per_iso.values())) if k != "scenes"]
     return {**per_iso, "average": {k: float(np.mean([e[k] for e in per_iso.values()])) for k in keys}}
+
+
+def write_side_by_side(pictures: dict[int, list[np.ndarray]], path: str | os.PathLike) -> None:
+    """One row per ISO (lowest first) of noisy | denoised | clean sRGB images, as a PNG."""
+    rows = [np.concatenate(pictures[iso], axis=1) for iso in sorted(pictures)]
+    write_png(Path(path), (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -90,6 +123,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", default="auto", choices=FLOW_CHOICES)
     p.add_argument("--memory", default="auto", choices=MEMORY_MODES)
     p.add_argument("--results_json", help="write the numbers to this JSON file")
+    p.add_argument("--output_png", help="write noisy | denoised | clean of one frame per ISO (classical ISP) here")
     return p
 
 
@@ -99,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.results_json:
         refuse_overlap(args.results_json, "--results_json", [("--CRVD_dir", args.CRVD_dir),
                                                              ("--model_file", args.model_file)])
+    if args.output_png:
+        refuse_overlap(args.output_png, "--output_png", [("--CRVD_dir", args.CRVD_dir),
+                                                         ("--model_file", args.model_file)])
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
                              flow=args.flow)
@@ -108,16 +145,27 @@ def main(argv: list[str] | None = None) -> int:
     isp = load_isp(args.isp) if args.isp else None
     with tempfile.TemporaryDirectory(prefix="stbn-crvd-") as scratch:
         root = args.CRVD_dir or write_simulated_crvd(Path(scratch), args.builtin, *args.builtin_size, captures=1)
-        results = evaluate_crvd(model, CRVDTestDataset(root, TEST_SCENES, ISOS), isp, args.memory)
+        pictures: dict[int, list[np.ndarray]] | None = {} if args.output_png else None
+        results = evaluate_crvd(model, CRVDTestDataset(root, TEST_SCENES, ISOS), isp, args.memory, pictures)
     for iso in map(str, ISOS):
         line = (f"ISO {iso:>5}: raw PSNR {results[iso]['noisy_psnr']:.4f} -> {results[iso]['psnr']:.4f} dB, "
                 f"SSIM {results[iso]['noisy_ssim']:.4f} -> {results[iso]['ssim']:.4f}")
         if isp is not None:
             line += f"; sRGB PSNR {results[iso]['srgb_psnr']:.4f} dB, SSIM {results[iso]['srgb_ssim']:.4f}"
+        else:
+            line += (f"; classical-ISP sRGB PSNR {results[iso]['classical_srgb_psnr']:.2f} dB, "
+                     f"SSIM {results[iso]['classical_srgb_ssim']:.4f}")
         print(line, flush=True)
     average = results["average"]
     print(f"average: raw PSNR {average['noisy_psnr']:.4f} -> {average['psnr']:.4f} dB, "
           f"SSIM {average['noisy_ssim']:.4f} -> {average['ssim']:.4f} (noisy input -> denoised)", flush=True)
+    if isp is None:
+        print("(classical-ISP sRGB numbers are for orientation only, not comparable with the paper's, which use "
+              "RViDeNet's ISP: pass --isp FILE)", flush=True)
     if args.results_json:
         write_results_json(args.results_json, results)
+    if args.output_png:
+        write_side_by_side(pictures, args.output_png)
+        print(f"side by side (noisy | denoised | clean; rows ISO {ISOS[0]}..{ISOS[-1]}; classical ISP): "
+              f"{args.output_png}", flush=True)
     return 0

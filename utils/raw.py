@@ -23,6 +23,17 @@ def pack_gbrg(mosaic: torch.Tensor) -> torch.Tensor:
                         mosaic[..., 0::2, 0::2], mosaic[..., 0::2, 1::2]], dim=-3)
 
 
+def unpack_gbrg(packed: torch.Tensor) -> torch.Tensor:
+    """Inverse of `pack_gbrg`: (..., 4, h, w) in R, G, G, B order -> (..., 2h, 2w) GBRG mosaic."""
+    if packed.shape[-3] != 4:
+        raise ValueError(f"expected 4 packed channels, got {tuple(packed.shape)}")
+    *lead, _, h, w = packed.shape
+    mosaic = packed.new_empty(*lead, 2 * h, 2 * w)
+    mosaic[..., 1::2, 0::2], mosaic[..., 1::2, 1::2] = packed[..., 0, :, :], packed[..., 1, :, :]
+    mosaic[..., 0::2, 0::2], mosaic[..., 0::2, 1::2] = packed[..., 2, :, :], packed[..., 3, :, :]
+    return mosaic
+
+
 def normalize_raw(raw: torch.Tensor) -> torch.Tensor:
     """12-bit values -> float32 on [0, 1]: minus the black level, clamped below at 0, over 3855."""
     return (raw.float() - BLACK_LEVEL).clamp_(min=0) / RAW_RANGE
