@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
+from engine.denoise_raw import add_raw_arguments, denoise_raw
 from engine.denoiser import (
     ALIGN_CHOICES,
     DEFAULT_MODEL_FILE,
@@ -118,6 +119,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                       help="frames per clip")
     tune.add_argument("--seed", type=int_in_range(0, 2 ** 63 - 1), default=0, help="seed of the fine-tuning crops")
     tune.add_argument("--save_model", help="write the fine-tuned weights to this checkpoint")
+    add_raw_arguments(p)
     return p
 
 
@@ -168,7 +170,13 @@ def estimated_sigma(stored: np.ndarray) -> float:
 
 
 def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
-    """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses."""
+    """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses.
+    With --raw, raw Bayer video instead (engine/denoise_raw.py)."""
+    if args.raw:
+        return denoise_raw(args)
+    raw_only = [f"--{name}" for name in ("iso", "black", "white", "preview") if getattr(args, name) is not None]
+    if raw_only or args.bayer_pattern != "GBRG":
+        raise UserError(f"{(raw_only or ['--bayer_pattern'])[0]} applies to raw video only: add --raw")
     given = _validate(args)
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
