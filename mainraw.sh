@@ -37,11 +37,11 @@ fi
 # Built-in demo. One intra-op thread: on a small shared CPU, OpenMP threads spin-waiting for each
 # other cost far more than they bring.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-EPOCHS=5
+EPOCHS=8
 LOG_DIR=logs/builtin_raw
 [ "$RAW_LOSS" = gaussian ] && LOG_DIR=logs/builtin_raw_gaussian
 "$PY" CRVD_train.py --builtin bikes --raw_loss "$RAW_LOSS" --device cpu --num_workers 0 \
   --num_channels 16 --num_resblocks 2 --patch_size 32 --batch_size 4 --patches_per_epoch 400 \
-  --epochs "$EPOCHS" --lr 1e-3 --milestones 4 --gamma 0.5 --print_every 25 --log_dir "$LOG_DIR"
+  --epochs "$EPOCHS" --lr 1e-3 --milestones 6 --gamma 0.5 --print_every 25 --log_dir "$LOG_DIR"
 "$PY" CRVD_test.py --builtin bikes --model_file "$LOG_DIR/ckpt_e$EPOCHS.pth" --device cpu \
   --output_png "$LOG_DIR/side_by_side.png" --results_json "$LOG_DIR/report.json"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datasets.builtin import builtin_split
+from datasets.builtin import builtin_names, builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from datasets.video_io import frame_name, remove_earlier_frames, write_png
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
@@ -56,8 +56,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     official.add_argument("--display_time", nargs="?", const=True, default=False, type=official_bool,
                           help="print the time per frame (denoising + PNG writing)")
     extra = p.add_argument_group("additional options")
-    extra.add_argument("--builtin", metavar="CLIP",
-                       help="evaluate on the held-out frames of a built-in clip (bikes, carphone)")
+    extra.add_argument("--builtin", metavar="CLIPS",
+                       help="evaluate on the held-out frames of built-in clips (bikes, carphone; several "
+                            "separated by commas, or all), one sequence each")
     extra.add_argument("--num_channels", type=BOUNDED_INT, default=64, help="hidden feature width")
     extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     extra.add_argument("--output_dir", default="output", help="denoised PNG frames, one folder per sequence")
@@ -125,8 +126,8 @@ def _require_writable_parent(path: Path, what: str) -> None:
 def test_sequences(args: argparse.Namespace) -> Iterable[tuple[str, torch.Tensor]]:
     """(name, clean float32 (T,3,H,W)) pairs: the folders of --test_path, or a built-in clip's held-out part."""
     if args.builtin:
-        _, held_out = builtin_split(args.builtin)
-        return [(args.builtin, to_unit_float(held_out[:args.max_num_fr_per_seq]))]
+        return [(name, to_unit_float(builtin_split(name)[1][:args.max_num_fr_per_seq]))
+                for name in builtin_names(args.builtin)]
     return EvalSequenceDataset(args.test_path, max_num_fr_per_seq=args.max_num_fr_per_seq)
 
 
