@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bm4d_crop", type=int, default=64, help="side of BM4D's centre square crop")
     p.add_argument("--bm4d_frames", type=int, default=8, help="held-out frames BM4D denoises")
     p.add_argument("--skip_stbn", action="store_true")
+    p.add_argument("--default_model", action="store_true",
+                   help="add the shipped default model (denoise.py without --model_file): at the true sigma, "
+                        "at its blind estimate (--sigma auto), and fine-tuned on the noisy clip")
     p.add_argument("--stbn_minutes", type=float, default=10.0, help="CPU training budget per clip")
     p.add_argument("--stbn_clips", nargs="+", help="clips with STBN rows (default: all --clips)")
     p.add_argument("--finetune_steps", type=int, default=10, help="fine-tuning iterations per clip and sigma")
@@ -186,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         for sigma in args.sigmas:
             noisy = noisy_clip(clean, unit_sigma(sigma))
             methods = classical_methods(sigma, tuned[sigma], pywt is not None)
+            if args.default_model:
+                methods |= default_model_methods(sigma, args.finetune_steps)
             if clip in trained:
                 ckpt = trained[clip]["checkpoint"]
                 methods[f"STBN small ({args.stbn_minutes:g} min CPU)"] = (
@@ -216,6 +221,27 @@ def main(argv: list[str] | None = None) -> int:
           f"{record['machine']['logical_cores']} cores, torch {record['machine']['torch']}, "
           f"{record['machine']['torch_threads']} threads, {record['date']})")
     return 0
+
+
+def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[Denoiser, dict]]:
+    """Rows of the shipped default model (engine.denoiser.DEFAULT_MODEL_FILE) at one sigma (0-255)."""
+    import torch
+
+    from benchmarks.stbn_rows import SmallSTBN, stbn_denoise, stbn_finetune_denoise
+    from engine.denoiser import DEFAULT_MODEL_FILE, load_denoiser
+    from utils.noise_estimate import estimate_noise_sigma
+
+    def model() -> torch.nn.Module:
+        return load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))[0]
+
+    return {
+        "STBN default model": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma)), {"sigma": "given"}),
+        "STBN default model, sigma auto": (lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x)),
+                                           {"sigma": "estimated"}),
+        f"STBN default model + finetune {finetune_steps}": (
+            lambda x: stbn_finetune_denoise(model(), x, unit_sigma(sigma), finetune_steps, SmallSTBN()),
+            {"finetune_steps": finetune_steps}),
+    }
 
 
 def bm4d_region_rows(clip: str, sigma: float, clean: np.ndarray, noisy: np.ndarray, outputs: dict,

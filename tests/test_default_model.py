@@ -1,0 +1,58 @@
+"""The default model that ships in weights/: small, loadable, colour-keeping, used with no arguments."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datasets.builtin import builtin_split
+from datasets.video_io import read_video, write_video
+from engine.denoiser import DEFAULT_MODEL_FILE, load_denoiser
+from engine.inference import denoise_sequence
+from tests.engine.synthetic import REPO_ROOT
+from utils.checkpoint import load_checkpoint
+
+
+def mean_chroma(frames: np.ndarray) -> float:
+    """Mean colourfulness of (T,H,W,3) uint8 frames: |(Cr, Cb)| of 8x8 local means (noise averaged out)."""
+    values = []
+    for frame in frames:
+        ycc = cv2.blur(cv2.cvtColor(frame.astype(np.float32) / 255, cv2.COLOR_RGB2YCrCb), (8, 8))
+        values.append(np.hypot(ycc[..., 1] - 0.5, ycc[..., 2] - 0.5).mean() * 255)
+    return float(np.mean(values))
+
+
+def test_the_file_is_small_and_holds_no_unused_pwc_weights():
+    assert DEFAULT_MODEL_FILE.stat().st_size < 5_000_000
+    checkpoint = load_checkpoint(DEFAULT_MODEL_FILE)
+    assert not any("pwcnet." in k for k in checkpoint["state_dict"]) and "optimizer" not in checkpoint
+    model, _ = load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))
+    assert model.config.flow == "dis" and model.config.noise_map
+    assert checkpoint["args"]["noise_ival"] == [5.0, 55.0]  # blind over the paper's range
+
+
+def test_it_keeps_colour_on_a_colourful_held_out_clip():
+    clean = builtin_split("carphone")[1][:8]
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.rint(clean + rng.standard_normal(clean.shape) * 25), 0, 255).astype(np.uint8)
+    model, _ = load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))
+    den = denoise_sequence(model, torch.from_numpy(noisy).permute(0, 3, 1, 2).float() / 255, 25 / 255)
+    out = (den.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    assert abs(mean_chroma(out) / mean_chroma(clean) - 1) < CHROMA_TOLERANCE, (mean_chroma(out), mean_chroma(clean))
+
+
+def test_denoise_with_no_other_argument(tmp_path):
+    clean = builtin_split("carphone")[1][:6]
+    rng = np.random.default_rng(1)
+    noisy = np.clip(np.rint(clean + rng.standard_normal(clean.shape) * 20), 0, 255).astype(np.uint8)
+    write_video(tmp_path / "clip.mp4", noisy, 25.0)
+    result = subprocess.run([sys.executable, "denoise.py", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out.mp4")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "estimated noise level: sigma" in result.stdout
+    frames, fps = read_video(tmp_path / "out.mp4")
+    assert frames.shape == noisy.shape and fps == pytest.approx(25.0)
