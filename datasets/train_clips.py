@@ -6,8 +6,9 @@ temp_stride clips; the clips of all sequences are numbered in sequence order and
 i maps to clip i % total_clips, so one epoch has `patches_per_epoch` samples. One random
 patch_size x patch_size window, the same for every frame, is cut from the clip. The official
 training uses no augmentation; `augment=True` applies one of the 8 flips/rotations per clip and
-`permute_colours=True` one of the 6 orders of the RGB channels (so that a network trained on
-nearly grey footage still learns that colour is signal, not noise).
+`permute_colours=True` one of the 6 orders of the RGB channels and `saturation=S` scales each clip's
+colour (its difference to the per-pixel channel mean) by a factor drawn uniformly in [1, S], so that
+a network trained on nearly grey footage still learns that colour is signal, not noise.
 
 Randomness comes from torch's global generator, which the DataLoader seeds per worker from the
 main process's seed: runs are reproducible for a given `torch.manual_seed` and worker count, and
@@ -39,6 +40,17 @@ def dihedral(clip: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(out, dims=(-2,)) if k >= 4 else out
 
 
+def saturate(clip: torch.Tensor, factor: float) -> torch.Tensor:
+    """(T,3,H,W) clip with its colour scaled by `factor` around the per-pixel channel mean, in the
+    clip's dtype (uint8 clips are rounded and clipped to 0..255, float ones clipped to [0, 1])."""
+    values = clip.float()
+    gray = values.mean(dim=1, keepdim=True)
+    out = gray + factor * (values - gray)
+    if clip.dtype == torch.uint8:
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.clamp_(0, 1).to(clip.dtype)
+
+
 def _usable_sequences(names: list[str], lengths: list[int], train_length: int, source: str) -> list[int]:
     """Indices of sequences with at least `train_length` frames; warns about the others and
     raises `UserError` when none is left."""
@@ -60,20 +72,20 @@ class TrainClipDataset(Dataset):
 
     def __init__(self, seq_dir: str | os.PathLike, train_length: int = 8, patch_size: int = 96,
                  patches_per_epoch: int | None = 32000, temp_stride: int = 3, augment: bool = False,
-                 permute_colours: bool = False):
+                 permute_colours: bool = False, saturation: float = 1.0):
         folders = list_sequence_dirs(seq_dir)
         frame_lists = [list_frames(folder) for folder in folders]
         names = [str(folder) for folder in folders]
         usable = _usable_sequences(names, [len(f) for f in frame_lists], train_length, f"'{seq_dir}'")
         sequences = [read_frames(frame_lists[i], names[i]).transpose(0, 3, 1, 2) for i in usable]
         self._setup(sequences, [names[i] for i in usable], train_length, patch_size, patches_per_epoch,
-                    temp_stride, augment, permute_colours)
+                    temp_stride, augment, permute_colours, saturation)
 
     @classmethod
     def from_sequences(cls, sequences: Sequence[np.ndarray | torch.Tensor], train_length: int = 8,
                        patch_size: int = 96, patches_per_epoch: int | None = 32000, temp_stride: int = 3,
                        augment: bool = False, names: Sequence[str] | None = None,
-                       permute_colours: bool = False) -> TrainClipDataset:
+                       permute_colours: bool = False, saturation: float = 1.0) -> TrainClipDataset:
         """Build from in-memory (T,3,H,W) sequences: uint8 frames (e.g. a built-in clip), or float32
         ones (a noisy sequence as the evaluation protocol draws it, for per-video fine-tuning)."""
         arrays = [np.ascontiguousarray(s.numpy() if isinstance(s, torch.Tensor) else s) for s in sequences]
@@ -84,11 +96,11 @@ class TrainClipDataset(Dataset):
         usable = _usable_sequences(names, [len(a) for a in arrays], train_length, "the given sequences")
         dataset = cls.__new__(cls)
         dataset._setup([arrays[i] for i in usable], [names[i] for i in usable], train_length, patch_size,
-                       patches_per_epoch, temp_stride, augment, permute_colours)
+                       patches_per_epoch, temp_stride, augment, permute_colours, saturation)
         return dataset
 
     def _setup(self, sequences, names, train_length, patch_size, patches_per_epoch, temp_stride, augment,
-               permute_colours=False):
+               permute_colours=False, saturation=1.0):
         if patch_size < 1 or temp_stride < 1:
             raise UserError(f"patch_size ({patch_size}) and temp_stride ({temp_stride}) must be positive")
         if patches_per_epoch is not None and patches_per_epoch < 1:
@@ -101,6 +113,9 @@ class TrainClipDataset(Dataset):
         self.names, self.sequences = list(names), list(sequences)
         self.train_length, self.patch_size, self.temp_stride = train_length, patch_size, temp_stride
         self.patches_per_epoch, self.augment, self.permute_colours = patches_per_epoch, augment, permute_colours
+        if not saturation >= 1.0:
+            raise UserError(f"the saturation factor must be at least 1, got {saturation}")
+        self.saturation = saturation
         counts = [clips_in_sequence(len(s), train_length, temp_stride) for s in self.sequences]
         self.clip_ends = np.cumsum(counts).tolist()
 
@@ -130,4 +145,6 @@ class TrainClipDataset(Dataset):
             clip = dihedral(clip, int(torch.randint(0, 8, ()))).contiguous()
         if self.permute_colours:
             clip = clip[:, torch.randperm(3)]
+        if self.saturation > 1.0:
+            clip = saturate(clip, 1.0 + (self.saturation - 1.0) * float(torch.rand(())))
         return clip

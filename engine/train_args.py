@@ -75,6 +75,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--colour_augment", action="store_true",
                        help="random order of the RGB channels per clip (keeps a model trained on dull footage "
                             "from learning to remove colour)")
+    extra.add_argument("--saturation_augment", type=float, default=1.0, metavar="S",
+                       help="scale each clip's colour by a random factor in [1, S] (S >= 1; 1 = off), so that "
+                            "grey footage also teaches colourful content")
     ablation = p.add_argument_group(
         "ablations (paper Table 3, Set8 sigma 30: propagation only = --no_bsa --no_srfe; + BSA = --no_srfe; "
         "+ SRFE = no switch; + distillation = --distill); recorded in the checkpoint, evaluated as trained")
@@ -137,6 +140,8 @@ def validate_args(args: argparse.Namespace) -> None:
     _require(math.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
     _require(args.time_budget is None or (math.isfinite(args.time_budget) and args.time_budget > 0),
              f"--time_budget must be a positive number of minutes, got {args.time_budget}")
+    _require(math.isfinite(args.saturation_augment) and args.saturation_augment >= 1,
+             f"--saturation_augment must be a number of at least 1, got {args.saturation_augment}")
     _require(math.isfinite(args.gamma) and args.gamma > 0, f"--gamma must be a positive number, got {args.gamma}")
     milestones = list(args.milestones)
     _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),

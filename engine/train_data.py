@@ -16,7 +16,7 @@ def load_train_dataset(args: argparse.Namespace) -> TrainClipDataset:
     """Official training clips from --trainset_dir, or from the training parts of built-in clips."""
     options = dict(train_length=args.train_length, patch_size=args.patch_size,
                    patches_per_epoch=args.patches_per_epoch, augment=args.augment,
-                   permute_colours=args.colour_augment)
+                   permute_colours=args.colour_augment, saturation=args.saturation_augment)
     if args.builtin:
         names = builtin_names(args.builtin)
         frames = [np.ascontiguousarray(builtin_split(name)[0].transpose(0, 3, 1, 2)) for name in names]

@@ -146,3 +146,17 @@ def test_permute_colours_reorders_the_channels_of_a_whole_clip():
         assert sorted(kinds) == ["c", "r", "t"], kinds    # a permutation, the same for every frame
         orders.add(tuple(kinds))
     assert len(orders) == 6
+
+
+def test_saturation_scales_colour_around_the_gray_value():
+    from datasets.train_clips import saturate
+    clip = torch.tensor([100, 110, 120], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 2, 2).contiguous()
+    assert saturate(clip, 2.0)[:, :, 0, 0].tolist() == [[90, 110, 130]] * 2
+    bright = torch.tensor([10, 250, 250], dtype=torch.uint8).view(1, 3, 1, 1)
+    assert saturate(bright, 3.0).view(-1).tolist() == [0, 255, 255]
+    torch.manual_seed(0)
+    ds = _dataset(saturation=3.0)
+    spreads = {float(ds[i][:, 2].float().std()) for i in range(6)}
+    assert len(spreads) > 1   # a random factor per clip
+    with pytest.raises(UserError, match="at least 1"):
+        _dataset(saturation=0.5)
