@@ -11,19 +11,17 @@ shows noisy | denoised through the classical ISP (utils/raw_isp.py).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from datasets.crvd import ISOS, noise_parameters
 from datasets.image_folder import list_frames, read_frame_native, read_frames
 from datasets.video_io import DEFAULT_FPS, check_writable_output, write_video
 from engine.denoiser import load_denoiser, resolve_device
-from engine.inference import denoise_frames
+from engine.inference import checked_frames
 from utils.errors import UserError
 from utils.noise import PoissonGaussian
 from utils.paths import refuse_overlap, require_regular_input
@@ -113,13 +111,8 @@ def denoise_raw(args: argparse.Namespace) -> dict[str, Any]:
     packed = pack_gbrg((levels - black).clamp_(min=0) / (white - black))
     noise = PoissonGaussian(*noise_parameters(args.iso)) if args.iso is not None else 0.0
     denoised = torch.empty_like(packed)
-    with tqdm(total=len(packed), desc="denoising raw", unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
-        for t, frame in denoise_frames(model, packed, noise, args.memory):
-            if not bool(torch.isfinite(frame).all()):
-                raise UserError(f"denoised frame {t} is not finite: the checkpoint or the input is broken; "
-                                "nothing was written")
-            denoised[t] = frame
-            bar.update(1)
+    for t, frame in checked_frames(model, packed, noise, args.memory, desc="denoising raw"):
+        denoised[t] = frame
     top = float(np.iinfo(stored.dtype).max)
     mosaics = unpack_gbrg(denoised).numpy().astype(np.float64) * (white - black) + black
     frames_out = np.clip(np.rint(from_gbrg(mosaics, args.bayer_pattern)), 0, top).astype(stored.dtype)

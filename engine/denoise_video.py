@@ -8,14 +8,12 @@ written back as 16-bit to frame folders. The output keeps the input's frame coun
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
@@ -31,7 +29,7 @@ from engine.denoiser import (
     save_denoiser,
 )
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
-from engine.inference import MEMORY_MODES, denoise_frames
+from engine.inference import MEMORY_MODES, checked_frames
 from utils.errors import UserArgumentParser, UserError, int_in_range, warn
 from utils.noise import parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
@@ -194,13 +192,8 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
                                                    "num_channels": args.num_channels,
                                                    "finetuned_on": str(args.input), "sigma": sigma * 255.0})
     denoised = np.empty_like(stored)
-    with tqdm(total=len(frames), desc="denoising", unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
-        for t, frame in denoise_frames(model, frames, sigma, args.memory):
-            if not bool(torch.isfinite(frame).all()):
-                raise UserError(f"denoised frame {t} is not finite (NaN or inf): the checkpoint or the input "
-                                "is broken; nothing was written")
-            denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
-            bar.update(1)
+    for t, frame in checked_frames(model, frames, sigma, args.memory):
+        denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
     return {"output": path, "frames": len(frames), "fps": fps, "finetune_losses": losses}

@@ -14,10 +14,12 @@ the noisy frame, clamped to [0, 1].
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from engine.reversal import read_forward
 from models.head import gaussian_outputs
@@ -84,6 +86,19 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
                 yield t, denoised[t]
             return
     yield from _streamed(model, seqn, sigma, state_budget)
+
+
+def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
+                   desc: str = "denoising") -> Iterator[tuple[int, torch.Tensor]]:
+    """`denoise_frames` with a progress bar, refusing a non-finite frame (a broken checkpoint or
+    input) before the caller writes anything."""
+    with tqdm(total=len(seqn), desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
+        for t, frame in denoise_frames(model, seqn, sigma, memory):
+            if not bool(torch.isfinite(frame).all()):
+                raise UserError(f"denoised frame {t} is not finite (NaN or inf): the checkpoint or the input "
+                                "is broken; nothing was written")
+            yield t, frame
+            bar.update(1)
 
 
 def denoise_sequence(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",

@@ -20,6 +20,19 @@ from utils.paths import refuse_overlap
 DEFAULT_NOISE_IVAL = {"bdc_2_unify": (5.0, 55.0), "stbn": (5.0, 55.0), "bdc_flow": (30.0, 30.0)}
 
 
+def add_schedule_arguments(group: argparse._ArgumentGroup, batch_size: int, epochs: int, lr: float,
+                           print_every: int) -> None:
+    """The official schedule arguments every training script has, with that script's defaults
+    (MultiStepLR milestones 2 4 6 8 and gamma 0.5 in both official scripts)."""
+    group.add_argument("--batch_size", type=BOUNDED_INT, default=batch_size, help="clips per step (per process)")
+    group.add_argument("--epochs", "--e", type=BOUNDED_INT, default=epochs, help="number of epochs")
+    group.add_argument("--milestones", type=BOUNDED_INT, nargs="+", default=[2, 4, 6, 8],
+                       help="epochs after which the learning rate is multiplied by --gamma")
+    group.add_argument("--gamma", type=float, default=0.5, help="learning-rate decay factor")
+    group.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
+    group.add_argument("--print_every", type=BOUNDED_INT, default=print_every, help="log every N iterations")
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     """Every official `sRGB_train_bsn.py` argument with its official default, plus our options."""
     p = UserArgumentParser(description="Self-supervised STBN training on sRGB videos.")
@@ -29,13 +42,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     official.add_argument("--num_resblocks", type=BOUNDED_INT, default=5,
                           help="residual units of the fusion blocks (the head gets half)")
     official.add_argument("--train_length", type=BOUNDED_INT, default=8, help="frames per training clip")
-    official.add_argument("--batch_size", type=BOUNDED_INT, default=4, help="clips per step (per process)")
-    official.add_argument("--epochs", "--e", type=BOUNDED_INT, default=10, help="number of epochs")
-    official.add_argument("--milestones", type=BOUNDED_INT, nargs="+", default=[2, 4, 6, 8],
-                          help="epochs after which the learning rate is multiplied by --gamma")
-    official.add_argument("--gamma", type=float, default=0.5, help="learning-rate decay factor")
-    official.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
-    official.add_argument("--print_every", type=BOUNDED_INT, default=200, help="log every N iterations")
+    add_schedule_arguments(official, batch_size=4, epochs=10, lr=3e-4, print_every=200)
     official.add_argument("--noise_ival", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                           help="training sigma range on the 0-255 scale; equal values = fixed sigma "
                                f"(default: {' '.join(map(str, DEFAULT_NOISE_IVAL['bdc_2_unify']))}, as the "
@@ -119,54 +126,62 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """`UserError(message)` unless `condition`."""
     if not condition:
         raise UserError(message)
 
 
+
+def validate_schedule_args(args: argparse.Namespace) -> None:
+    """Checks every training script shares: PWC-Net weights file, rate, decay, milestones, budget."""
+    require(args.pwc_weights is None or Path(args.pwc_weights).is_file(),
+            f"--pwc_weights: '{args.pwc_weights}' is not an existing file")
+    for name in ("lr", "gamma"):
+        value = getattr(args, name)
+        require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
+    require(args.time_budget is None or (math.isfinite(args.time_budget) and args.time_budget > 0),
+            f"--time_budget must be a positive number of minutes, got {args.time_budget}")
+    milestones = list(args.milestones)
+    require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
+            f"--milestones must be positive epochs in increasing order, got {' '.join(map(str, milestones))}")
+
+
 def validate_args(args: argparse.Namespace) -> None:
     """Reject inconsistent arguments with a one-line `UserError`; fill in the default log_dir."""
-    _require((args.trainset_dir is None) != (args.builtin is None),
-             "give exactly one of --trainset_dir DIR (one sub-folder of frames per sequence) or --builtin CLIP")
+    require((args.trainset_dir is None) != (args.builtin is None),
+            "give exactly one of --trainset_dir DIR (one sub-folder of frames per sequence) or --builtin CLIP")
     for name in ("trainset_dir", "valset_dir"):
         folder = getattr(args, name)
-        _require(folder is None or Path(folder).is_dir(), f"--{name}: '{folder}' is not an existing folder")
-    _require(args.pwc_weights is None or Path(args.pwc_weights).is_file(),
-             f"--pwc_weights: '{args.pwc_weights}' is not an existing file")
+        require(folder is None or Path(folder).is_dir(), f"--{name}: '{folder}' is not an existing folder")
+    validate_schedule_args(args)
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("train_length", 2), ("patch_size", 8),
                           ("patches_per_epoch", 1), ("print_every", 1), ("num_workers", 0),
                           ("val_max_frames", 1), ("num_channels", 1), ("num_resblocks", 0), ("seed", 0)):
-        _require(getattr(args, name) >= minimum, f"--{name} must be at least {minimum}, got {getattr(args, name)}")
-    _require(math.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
-    _require(args.time_budget is None or (math.isfinite(args.time_budget) and args.time_budget > 0),
-             f"--time_budget must be a positive number of minutes, got {args.time_budget}")
-    _require(math.isfinite(args.saturation_augment) and args.saturation_augment >= 1,
-             f"--saturation_augment must be a number of at least 1, got {args.saturation_augment}")
-    _require(math.isfinite(args.gamma) and args.gamma > 0, f"--gamma must be a positive number, got {args.gamma}")
-    milestones = list(args.milestones)
-    _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
-             f"--milestones must be positive epochs in increasing order, got {' '.join(map(str, milestones))}")
-    _require(not (args.no_srfe and args.fusion not in ("srfe", "pixelwise")),
-             f"--no_srfe means --direction_fusion pixelwise; it contradicts --direction_fusion {args.fusion}")
+        require(getattr(args, name) >= minimum, f"--{name} must be at least {minimum}, got {getattr(args, name)}")
+    require(math.isfinite(args.saturation_augment) and args.saturation_augment >= 1,
+            f"--saturation_augment must be a number of at least 1, got {args.saturation_augment}")
+    require(not (args.no_srfe and args.fusion not in ("srfe", "pixelwise")),
+            f"--no_srfe means --direction_fusion pixelwise; it contradicts --direction_fusion {args.fusion}")
     if args.distill is None:
         args.distill = args.model == "bdc_flow"
-    _require(args.distill_start >= 0, f"--distill_start must be at least 0, got {args.distill_start}")
+    require(args.distill_start >= 0, f"--distill_start must be at least 0, got {args.distill_start}")
     for name in ("distill_weight", "distill_lr"):
         value = getattr(args, name)
-        _require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
-    _require(math.isfinite(args.distill_norm_weight) and args.distill_norm_weight >= 0,
-             f"--distill_norm_weight must be a number of at least 0, got {args.distill_norm_weight}")
-    _require(args.student_init == "default" or args.pwc_weights is None,
-             f"--student_init {args.student_init} initialises a student without weights; drop it or --pwc_weights")
+        require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
+    require(math.isfinite(args.distill_norm_weight) and args.distill_norm_weight >= 0,
+            f"--distill_norm_weight must be a number of at least 0, got {args.distill_norm_weight}")
+    require(args.student_init == "default" or args.pwc_weights is None,
+            f"--student_init {args.student_init} initialises a student without weights; drop it or --pwc_weights")
     if args.noise_ival is None:
         args.noise_ival = list(DEFAULT_NOISE_IVAL.get(args.model, DEFAULT_NOISE_IVAL["bdc_2_unify"]))
     parse_noise_ival(args.noise_ival, "--noise_ival")
     parse_sigma(args.val_noiseL, "--val_noiseL")
-    _require(args.model in MODEL_OPTIONS, f"--model: unknown model {args.model!r}; known models: "
+    require(args.model in MODEL_OPTIONS, f"--model: unknown model {args.model!r}; known models: "
                                           f"{', '.join(MODEL_OPTIONS)}")
     if args.log_dir is None:
         args.log_dir = "logs/builtin" if args.builtin else "logs/stbn"
-    _require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
+    require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
     refuse_overlap(args.log_dir, "--log_dir", [("--trainset_dir", args.trainset_dir),
                                                ("--valset_dir", args.valset_dir)])
 

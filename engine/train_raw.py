@@ -15,7 +15,6 @@ ISO) and denoises with the posterior mean.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from datasets.crvd import CRVDTestDataset, CRVDTrainDataset
 from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
 from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES
 from engine.train import train
+from engine.train_args import add_schedule_arguments, require, validate_schedule_args
 from engine.train_task import RAW_LOSSES, RawTask
-from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool
+from utils.errors import BOUNDED_INT, UserArgumentParser, official_bool
 from utils.paths import refuse_overlap
 
 RAW_MODELS = ("BR_d_c_raw", "stbn_raw")
@@ -37,13 +37,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     official.add_argument("--model", default="BR_d_c_raw", choices=RAW_MODELS,
                           help="the raw model (BR_d_c_raw = stbn_raw)")
     official.add_argument("--num_resblocks", type=BOUNDED_INT, default=15, help="residual units (the head gets half)")
-    official.add_argument("--batch_size", type=BOUNDED_INT, default=16, help="clips per step (per process)")
-    official.add_argument("--epochs", "--e", type=BOUNDED_INT, default=12, help="number of epochs")
-    official.add_argument("--milestones", type=BOUNDED_INT, nargs="+", default=[2, 4, 6, 8],
-                          help="epochs after which the learning rate is multiplied by --gamma")
-    official.add_argument("--gamma", type=float, default=0.5, help="learning-rate decay factor")
-    official.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    official.add_argument("--print_every", type=BOUNDED_INT, default=100, help="log every N iterations")
+    add_schedule_arguments(official, batch_size=16, epochs=12, lr=1e-4, print_every=100)
     official.add_argument("--patch_size", "--p", type=BOUNDED_INT, default=96,
                           help="training crop size in packed pixels (2x in raw pixels)")
     official.add_argument("--patches_per_epoch", "--n", type=BOUNDED_INT, default=256000, help="clips per epoch")
@@ -77,32 +71,18 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserError(message)
-
-
 def validate_raw_args(args: argparse.Namespace) -> None:
     """One-line `UserError` for inconsistent arguments; fills in the default log_dir."""
-    _require((args.CRVD_dir is None) != (args.builtin is None),
+    require((args.CRVD_dir is None) != (args.builtin is None),
              "give exactly one of --CRVD_dir DIR (the CRVD root) or --builtin CLIP (simulated raw)")
-    _require(args.CRVD_dir is None or Path(args.CRVD_dir).is_dir(),
+    require(args.CRVD_dir is None or Path(args.CRVD_dir).is_dir(),
              f"--CRVD_dir: '{args.CRVD_dir}' is not an existing folder")
-    _require(args.pwc_weights is None or Path(args.pwc_weights).is_file(),
-             f"--pwc_weights: '{args.pwc_weights}' is not an existing file")
-    for name in ("lr", "gamma"):
-        value = getattr(args, name)
-        _require(math.isfinite(value) and value > 0, f"--{name} must be a positive number, got {value}")
-    _require(args.time_budget is None or (math.isfinite(args.time_budget) and args.time_budget > 0),
-             f"--time_budget must be a positive number of minutes, got {args.time_budget}")
-    milestones = list(args.milestones)
-    _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
-             f"--milestones must be positive epochs in increasing order, got {' '.join(map(str, milestones))}")
+    validate_schedule_args(args)
     height, width = args.builtin_size
-    _require(height % 2 == 0 and width % 2 == 0, f"--builtin_size must be even (a Bayer mosaic), got {height} {width}")
+    require(height % 2 == 0 and width % 2 == 0, f"--builtin_size must be even (a Bayer mosaic), got {height} {width}")
     if args.log_dir is None:
         args.log_dir = "logs/builtin_raw" if args.builtin else "logs/raw"
-    _require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
+    require(not Path(args.log_dir).is_file(), f"--log_dir: '{args.log_dir}' is a file, not a folder")
     refuse_overlap(args.log_dir, "--log_dir", [("--CRVD_dir", args.CRVD_dir)])
 
 

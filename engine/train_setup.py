@@ -20,6 +20,7 @@ from engine.denoiser import checkpoint_config
 from engine.distill import TEACHER_KEY, FlowDistillation, he_init_
 from engine.distributed import DistContext, broadcast_object
 from engine.train_args import model_config_from_args
+from engine.train_args import require as _require
 from models import StbnConfig, build_model
 from models.pwc import PWCNet, load_pwc_weights
 from utils.atomic import remove_temp_files
@@ -41,11 +42,6 @@ TRAINING_ARGS = {"distill": False, "teacher": "pwc"}
 CONFIG_OPTIONS = {"num_channels": "--num_channels", "num_resblocks": "--num_resblocks", "noise_map": "--model",
                   "align": "--align", "bsa": "--no_bsa", "direction_fusion": "--direction_fusion",
                   "head_outputs": "--raw_loss"}
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserError(message)
 
 
 def seed_epoch(seed: int, epoch: int, rank: int) -> None:

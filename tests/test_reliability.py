@@ -380,14 +380,15 @@ def test_a_log_dir_inside_the_training_data_is_refused(inputs, tmp_path, capsys)
 def test_non_finite_weights_are_never_saved(inputs, tmp_path, capsys, monkeypatch):
     """Weights that went bad during an epoch stop training before its checkpoint is written."""
     argv, log = _trained(tmp_path, inputs)
-    real_validate = train_cli.validate
+    from engine.train_task import SrgbTask
+    real_validate = SrgbTask.validate
 
-    def poisoning(model, *args):
+    def poisoning(self, model, *args):
         with torch.no_grad():
             model.d2.convs[0].weight.fill_(float("inf"))
-        return real_validate(model, *args)
+        return real_validate(self, model, *args)
 
-    monkeypatch.setattr(train_cli, "validate", poisoning)
+    monkeypatch.setattr(SrgbTask, "validate", poisoning)
     code, _, err = cli(train_cli.main, tiny_argv(inputs["train"], None, log, epochs=2, patches_per_epoch=2), capsys)
     assert code == 2 and "training diverged: the weights hold NaN or inf after epoch 2" in the_error(err)
     assert f"the last good checkpoint is '{log}/ckpt_e1.pth'" in err and not (log / "ckpt_e2.pth").exists()
