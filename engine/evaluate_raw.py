@@ -47,22 +47,25 @@ def raw_frame_metrics(den: torch.Tensor, clean: torch.Tensor) -> tuple[float, fl
     return float(psnr), ssim
 
 
-def srgb_frame_metrics(isp: RViDeNetISP, den: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
-    """(PSNR, SSIM) in sRGB: both frames through the ISP, clipped, truncated to 8 bits, HxWx3."""
-    with torch.no_grad():
-        pair = isp(to_isp_order(torch.stack([den, clean])).float()).clamp(0, 1)
-    d, c = ((pair * 255).to(torch.uint8).float() / 255).permute(0, 2, 3, 1).double().numpy()
+def _srgb_scores(den: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """(PSNR, SSIM) of two sRGB frames HxWx3 float32: clipped to [0, 1], truncated to 8 bits,
+    data_range 1, SSIM over the channel axis (the conventional RViDeNet/FloRNN sRGB protocol)."""
+    d, c = ((np.clip(x, 0, 1) * 255).astype(np.uint8).astype(np.float64) / 255 for x in (den, clean))
     return (float(peak_signal_noise_ratio(c, d, data_range=1.0)),
             float(structural_similarity(c, d, channel_axis=2, data_range=1.0)))
+
+
+def srgb_frame_metrics(isp: RViDeNetISP, den: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+    """(PSNR, SSIM) in sRGB: both packed frames through RViDeNet's ISP (`_srgb_scores`)."""
+    with torch.no_grad():
+        pair = isp(to_isp_order(torch.stack([den, clean])).float()).permute(0, 2, 3, 1).numpy()
+    return _srgb_scores(pair[0], pair[1])
 
 
 def classical_srgb_metrics(den: torch.Tensor, clean: torch.Tensor, gains: np.ndarray) -> tuple[float, float]:
-    """(PSNR, SSIM) in sRGB through the classical ISP (utils/raw_isp.py), same steps as the learned
-    ISP's protocol (clip, truncate to 8 bits); not comparable with the paper's sRGB numbers."""
-    d, c = ((np.clip(classical_isp(x, gains), 0, 1) * 255).astype(np.uint8).astype(np.float64) / 255
-            for x in (den, clean))
-    return (float(peak_signal_noise_ratio(c, d, data_range=1.0)),
-            float(structural_similarity(c, d, channel_axis=2, data_range=1.0)))
+    """(PSNR, SSIM) in sRGB through the classical ISP (utils/raw_isp.py), the same steps as the learned
+    ISP's protocol; not comparable with the paper's sRGB numbers."""
+    return _srgb_scores(classical_isp(den, gains), classical_isp(clean, gains))
 
 
 def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetISP | None = None,

@@ -33,6 +33,26 @@ def add_schedule_arguments(group: argparse._ArgumentGroup, batch_size: int, epoc
     group.add_argument("--print_every", type=BOUNDED_INT, default=print_every, help="log every N iterations")
 
 
+def add_run_arguments(group: argparse._ArgumentGroup) -> None:
+    """How a training runs, the same for every training script: device, flow, seed, loader, precision,
+    time budget, compilation."""
+    group.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    group.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
+    group.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
+                       help="auto = PWC-Net when weights are known, else OpenCV DIS; zero = static scenes")
+    group.add_argument("--seed", type=BOUNDED_INT, default=0, help="seed of crops, noise and shuffling")
+    group.add_argument("--num_workers", type=BOUNDED_INT, default=4, help="data-loader processes")
+    group.add_argument("--amp", action="store_true",
+                       help="bf16 autocast of the network on CUDA (the loss stays float32); on the CPU it falls back "
+                            "to float32 with a warning: bf16 convolution gradients come out NaN there")
+    group.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
+                       help="stop when this much training time is spent: the current epoch ends after its "
+                            "step and is saved as usual (checkpoint, metrics, curves); rerunning continues")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the network for training (5-11%% faster steps on a 2-core CPU after a "
+                            "compile of about a minute; benchmarks/train_speed.py)")
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     """Every official `sRGB_train_bsn.py` argument with its official default, plus our options."""
     p = UserArgumentParser(description="Self-supervised STBN training on sRGB videos.")
@@ -63,21 +83,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                             "commas, or all), validate on their held-out parts")
     extra.add_argument("--val_max_frames", type=BOUNDED_INT, default=85,
                        help="frames per validation sequence (official 85)")
-    extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    extra.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
-    extra.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
-                       help="auto = PWC-Net when weights are known, else OpenCV DIS; zero = static scenes")
-    extra.add_argument("--seed", type=BOUNDED_INT, default=0, help="seed of crops, noise and shuffling")
-    extra.add_argument("--num_workers", type=BOUNDED_INT, default=4, help="data-loader processes")
-    extra.add_argument("--amp", action="store_true",
-                       help="bf16 autocast of the network on CUDA (the loss stays float32); on the CPU it falls back "
-                            "to float32 with a warning: bf16 convolution gradients come out NaN there")
-    extra.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
-                       help="stop when this much training time is spent: the current epoch ends after its "
-                            "step and is saved as usual (checkpoint, metrics, curves); rerunning continues")
-    extra.add_argument("--compile", action="store_true",
-                       help="torch.compile the network for training (5-11%% faster steps on a 2-core CPU after a "
-                            "compile of about a minute; benchmarks/train_speed.py)")
+    add_run_arguments(extra)
     extra.add_argument("--augment", action="store_true", help="random flips and rotations of clips")
     extra.add_argument("--colour_augment", action="store_true",
                        help="random order of the RGB channels per clip (keeps a model trained on dull footage "

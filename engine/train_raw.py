@@ -20,9 +20,8 @@ from pathlib import Path
 
 from datasets.crvd import CRVDTestDataset, CRVDTrainDataset
 from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
-from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES
 from engine.train import train
-from engine.train_args import add_schedule_arguments, require, validate_schedule_args
+from engine.train_args import add_run_arguments, add_schedule_arguments, require, validate_schedule_args
 from engine.train_task import RAW_LOSSES, RawTask
 from utils.errors import BOUNDED_INT, UserArgumentParser, official_bool
 from utils.paths import refuse_overlap
@@ -55,16 +54,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                        help="mse: the official blind-spot loss (mean-only head); gaussian: heteroscedastic "
                             "likelihood with a covariance head and posterior-mean output (ours)")
     extra.add_argument("--num_channels", type=BOUNDED_INT, default=64, help="hidden feature width")
-    extra.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    extra.add_argument("--pwc_weights", help="PWC-Net weights (authors' file or an STBN checkpoint)")
-    extra.add_argument("--flow", default="auto", choices=FLOW_CHOICES,
-                       help="auto = PWC-Net when weights are known, else OpenCV DIS (on the pseudo-RGB)")
-    extra.add_argument("--seed", type=BOUNDED_INT, default=0, help="seed of crops and shuffling")
-    extra.add_argument("--num_workers", type=BOUNDED_INT, default=4, help="data-loader processes")
-    extra.add_argument("--amp", action="store_true", help="bf16 autocast of the network (CUDA only)")
-    extra.add_argument("--time_budget", type=float, default=None, metavar="MINUTES",
-                       help="stop when this much training time is spent (the epoch ends cleanly); rerun to continue")
-    extra.add_argument("--compile", action="store_true", help="torch.compile the network for training")
+    add_run_arguments(extra)
     # The shared loop's options that the raw recipe keeps at their official values.
     p.set_defaults(align="nearest", no_bsa=False, no_srfe=False, fusion="srfe", distill=False, teacher="pwc",
                    student_init="default")

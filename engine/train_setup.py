@@ -19,8 +19,7 @@ from torch import nn
 from engine.denoiser import checkpoint_config
 from engine.distill import TEACHER_KEY, FlowDistillation, he_init_
 from engine.distributed import DistContext, broadcast_object
-from engine.train_args import model_config_from_args
-from engine.train_args import require as _require
+from engine.train_args import model_config_from_args, require
 from models import StbnConfig, build_model
 from models.pwc import PWCNet, load_pwc_weights
 from utils.atomic import remove_temp_files
@@ -72,14 +71,14 @@ def check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path) 
     before = checkpoint_config(resume, now)
     for name, option in CONFIG_OPTIONS.items():
         old, new = getattr(before, name), getattr(now, name)
-        _require(old == new, f"{option}: the run in '{log_dir}' was trained with {name}={old}, not {new}; "
+        require(old == new, f"{option}: the run in '{log_dir}' was trained with {name}={old}, not {new}; "
                              "resume it with the same options or choose another --log_dir")
     saved = resume.get("args") or {}
     for name, default in TRAINING_ARGS.items():
         if name == "teacher" and not args.distill:
             continue
         old, new = saved.get(name, default), getattr(args, name)
-        _require(old == new, f"--{name}: the run in '{log_dir}' was trained with {name}={old}, not {new}; "
+        require(old == new, f"--{name}: the run in '{log_dir}' was trained with {name}={old}, not {new}; "
                              "resume it with the same options or choose another --log_dir")
 
 
@@ -113,13 +112,13 @@ def build_distillation(args: argparse.Namespace, model: nn.Module, resume: dict 
     teacher_pwc = None
     if args.teacher == "pwc":
         if resume is not None:
-            _require(isinstance(resume.get(TEACHER_KEY), dict),
+            require(isinstance(resume.get(TEACHER_KEY), dict),
                      f"--teacher pwc: the checkpoint being resumed holds no '{TEACHER_KEY}' weights")
             teacher_pwc = PWCNet()
             teacher_pwc.load_state_dict(resume[TEACHER_KEY])
             teacher_pwc = teacher_pwc.to(device)
         else:
-            _require(args.pwc_weights is not None,
+            require(args.pwc_weights is not None,
                      "--teacher pwc needs the initial PWC-Net weights (--pwc_weights PATH); "
                      "--teacher dis trains a student from random weights")
             teacher_pwc = FlowDistillation.frozen_copy(model.pwcnet)
