@@ -22,6 +22,7 @@ from models.alignment import ALIGN_MODES
 from models.pwc import load_pwc_weights
 from utils.checkpoint import (
     add_module_prefix,
+    holds_pwc_weights,
     load_checkpoint,
     load_model_weights,
     pwc_weights_trained,
@@ -74,8 +75,9 @@ def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_giv
     'auto': PWC-Net when its weights are trained (an authors'-format file, a checkpoint trained
     with PWC flow or by distillation, or --pwc_weights), else the flow the denoiser was trained
     with (DIS / zero); a bare state dict records nothing, so 'auto' takes DIS rather than trusting
-    its PWC-Net. '--flow pwc' is refused for a checkpoint known to hold untrained PWC-Net weights
-    and allowed, with a note, for a bare state dict.
+    its PWC-Net; a note only where unused PWC-Net weights are in the file. '--flow pwc' is refused
+    for a checkpoint known to hold untrained PWC-Net weights and allowed, with a note, for a bare
+    state dict.
     """
     trained = True if pwc_weights_given else pwc_weights_trained(checkpoint)
     recorded = recorded_flow_source(checkpoint)
@@ -85,6 +87,8 @@ def choose_flow_source(flow: str, checkpoint: Mapping[str, Any], pwc_weights_giv
         if trained is None:
             return "dis", ("a bare state dict does not record whether its PWC-Net weights are trained; "
                            "using DIS flow (--flow pwc aligns with its PWC-Net, --pwc_weights with another)")
+        if not holds_pwc_weights(checkpoint):  # saved without them on purpose: nothing to say
+            return recorded, None
         return recorded, (f"holds no trained PWC-Net weights (trained with {recorded} flow); using {recorded} "
                           "flow (pass --pwc_weights to use PWC-Net)")
     if flow == "pwc" and trained is False:

@@ -160,13 +160,17 @@ def without_unused_pwc(state_dict: Mapping[str, Any], flow: str) -> dict:
     return {k: v for k, v in state_dict.items() if not k.removeprefix(MODULE_PREFIX).startswith(PWC_KEY_PREFIX)}
 
 
+def holds_pwc_weights(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint's state dict has PWC-Net weights at all (`without_unused_pwc` drops them)."""
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    return isinstance(state, Mapping) and any(k.startswith(PWC_KEY_PREFIX) for k in strip_module_prefix(state))
+
+
 def restore_unused_pwc(checkpoint: Mapping[str, Any], model: nn.Module) -> Mapping[str, Any]:
     """A checkpoint saved without its unused PWC-Net weights (`without_unused_pwc`), completed with
     `model`'s own, so that the strict load accepts it; any other checkpoint unchanged."""
     state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state, Mapping) or pwc_weights_trained(checkpoint) is not False:
-        return checkpoint
-    if any(k.startswith(PWC_KEY_PREFIX) for k in strip_module_prefix(state)):
+    if not isinstance(state, Mapping) or pwc_weights_trained(checkpoint) is not False or holds_pwc_weights(checkpoint):
         return checkpoint
     filled = {**strip_module_prefix(state),
               **{k: v for k, v in model.state_dict().items() if k.startswith(PWC_KEY_PREFIX)}}

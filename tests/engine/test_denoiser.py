@@ -29,7 +29,8 @@ def _tiny_model():
 def test_flow_choice_for_each_kind_of_checkpoint():
     state = {"w": torch.zeros(1)}
     authors = {"args": dict(AUTHORS_ARGS), "state_dict": state}
-    ours_dis = {"args": {"flow_source": "dis"}, "state_dict": state}
+    ours_dis = {"args": {"flow_source": "dis"}, "state_dict": {**state, "pwcnet.conv.weight": torch.zeros(1)}}
+    exported = {"args": {"flow_source": "dis"}, "state_dict": state}  # saved without its unused PWC-Net
     distilled = {"args": {"flow_source": "dis", "distill": True}, "state_dict": state}
     assert [pwc_weights_trained(c) for c in (authors, ours_dis, distilled, state)] == [True, False, True, None]
     assert choose_flow_source("auto", authors, False) == ("pwc", None)
@@ -37,6 +38,7 @@ def test_flow_choice_for_each_kind_of_checkpoint():
     assert choose_flow_source("auto", distilled, False) == ("pwc", None)
     source, note = choose_flow_source("auto", ours_dis, False)
     assert source == "dis" and "trained with dis flow" in note
+    assert choose_flow_source("auto", exported, False) == ("dis", None)
     assert choose_flow_source("auto", ours_dis, True) == ("pwc", None)
     with pytest.raises(UserError, match="holds no trained PWC-Net weights"):
         choose_flow_source("pwc", ours_dis, False)
