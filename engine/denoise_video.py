@@ -30,6 +30,7 @@ from engine.denoiser import (
 )
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, checked_frames
+from engine.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, parse_prior_scale
 from utils.errors import UserArgumentParser, UserError, int_in_range, warn
 from utils.noise import parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
@@ -88,6 +89,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", default=AUTO_SIGMA,
                    help="noise level on the 0-255 scale (e.g. 30), or auto (default): estimated from the "
                         "input (utils/noise_estimate.py) and printed")
+    p.add_argument("--prior_scale", default=None,
+                   help="sRGB: scale of the prior's covariance factor in the posterior: auto (default) fits it to the "
+                        "input by maximum likelihood (self-supervised, engine/prior_scale.py); 1 = the model's own, "
+                        "as the official test does")
     p.add_argument("--model_file", default=None,
                    help="checkpoint: the authors' release or ours (default: the small blind model that ships "
                         f"in {DEFAULT_MODEL_FILE.parent.name}/{DEFAULT_MODEL_FILE.name}, trained on the built-in "
@@ -171,11 +176,14 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses.
     With --raw, raw Bayer video instead (engine/denoise_raw.py)."""
     if args.raw:
+        if args.prior_scale is not None:
+            raise UserError("--prior_scale applies to sRGB video only (the raw models' posterior is not calibrated)")
         return denoise_raw(args)
     raw_only = [f"--{name}" for name in ("iso", "black", "white", "preview") if getattr(args, name) is not None]
     if raw_only or args.bayer_pattern != "GBRG":
         raise UserError(f"{(raw_only or ['--bayer_pattern'])[0]} applies to raw video only: add --raw")
     given = _validate(args)
+    prior_scale = parse_prior_scale(args.prior_scale or AUTO)
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
                              args.pwc_weights, args.flow, args.align)
@@ -191,12 +199,16 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
             save_denoiser(args.save_model, model, {"model": args.model, "num_resblocks": args.num_resblocks,
                                                    "num_channels": args.num_channels,
                                                    "finetuned_on": str(args.input), "sigma": sigma * 255.0})
+    if prior_scale is None:
+        prior_scale = fit_prior_scale(model, torch.stack([frames[t] for t in range(min(len(frames), FIT_FRAMES))]),
+                                      sigma)
+        print(f"prior scale {prior_scale:.3f}, fitted to the input (--prior_scale 1 keeps the model's own)", flush=True)
     denoised = np.empty_like(stored)
-    for t, frame in checked_frames(model, frames, sigma, args.memory):
+    for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale):
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
-    return {"output": path, "frames": len(frames), "fps": fps, "finetune_losses": losses}
+    return {"output": path, "frames": len(frames), "fps": fps, "finetune_losses": losses, "prior_scale": prior_scale}
 
 
 def main(argv: list[str] | None = None) -> int:

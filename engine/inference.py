@@ -24,7 +24,7 @@ from tqdm import tqdm
 from engine.reversal import read_forward
 from models.head import gaussian_outputs
 from utils.errors import UserError, warn
-from utils.gaussian import posterior_mean
+from utils.gaussian import posterior_mean, scaled_prior
 from utils.gaussian_hetero import hetero_posterior_mean
 from utils.noise import PoissonGaussian
 
@@ -54,7 +54,8 @@ FrameCallback = Callable[[int, torch.Tensor], None]
 
 
 def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
-                   state_budget: int = DEFAULT_STATE_BUDGET) -> Iterator[tuple[int, torch.Tensor]]:
+                   state_budget: int = DEFAULT_STATE_BUDGET,
+                   prior_scale: float = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (t, denoised frame (C,H,W) float32 on the CPU) for t = 0 .. T-1.
 
     `seqn` holds the noisy frames (T,C,H,W) on [0, 1] (a tensor, or any sequence of (C,H,W)
@@ -62,7 +63,8 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     models, a `PoissonGaussian`; 0 for a mean-only head, which needs none). The model runs on
     the device of its parameters, in eval mode without gradients. `memory`: 'full' = the model's
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
-    out-of-memory the one-pass path falls back to 'bounded' with a warning.
+    out-of-memory the one-pass path falls back to 'bounded' with a warning. `prior_scale` scales
+    the sRGB prior's covariance factor before the posterior (1 = official; engine/prior_scale.py).
     """
     if memory not in MEMORY_MODES:
         raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")
@@ -77,7 +79,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     if memory == "full":
         try:
             with torch.no_grad():
-                denoised = _one_pass(model, seqn, sigma)
+                denoised = _one_pass(model, seqn, sigma, prior_scale)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             warn("out of GPU memory on the one-pass path; switching to --memory bounded (same numbers)")
@@ -85,15 +87,15 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
             for t in range(denoised.shape[0]):
                 yield t, denoised[t]
             return
-    yield from _streamed(model, seqn, sigma, state_budget)
+    yield from _streamed(model, seqn, sigma, state_budget, prior_scale)
 
 
 def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
-                   desc: str = "denoising") -> Iterator[tuple[int, torch.Tensor]]:
+                   desc: str = "denoising", prior_scale: float = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
     """`denoise_frames` with a progress bar, refusing a non-finite frame (a broken checkpoint or
     input) before the caller writes anything."""
     with tqdm(total=len(seqn), desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
-        for t, frame in denoise_frames(model, seqn, sigma, memory):
+        for t, frame in denoise_frames(model, seqn, sigma, memory, prior_scale=prior_scale):
             if not bool(torch.isfinite(frame).all()):
                 raise UserError(f"denoised frame {t} is not finite (NaN or inf): the checkpoint or the input "
                                 "is broken; nothing was written")
@@ -103,13 +105,13 @@ def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
 
 def denoise_sequence(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
                      on_frame: FrameCallback | None = None,
-                     state_budget: int = DEFAULT_STATE_BUDGET) -> torch.Tensor:
+                     state_budget: int = DEFAULT_STATE_BUDGET, prior_scale: float = 1.0) -> torch.Tensor:
     """The clamped clean estimate (T,C,H,W) on the CPU (`_estimate`); `on_frame(t, frame)` sees each frame when done.
 
     See `denoise_frames` for the arguments; use it directly to avoid holding the whole output.
     """
     frames = []
-    for t, frame in denoise_frames(model, seqn, sigma, memory, state_budget):
+    for t, frame in denoise_frames(model, seqn, sigma, memory, state_budget, prior_scale):
         if on_frame is not None:
             on_frame(t, frame)
         frames.append(frame)
@@ -140,25 +142,36 @@ def raw_clean_estimate(out: torch.Tensor, noisy: torch.Tensor, noise: Noise) -> 
     return hetero_posterior_mean(out, noisy, variance)
 
 
-def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: Noise) -> torch.Tensor:
+def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: Noise,
+              prior_scale: float = 1.0) -> torch.Tensor:
     """The clean estimate of a head output (N,T,K,H,W), clamped to [0, 1]: for sRGB the official
-    Gaussian posterior mean (closed form), for other channel counts `raw_clean_estimate`."""
+    Gaussian posterior mean (closed form; prior factor times `prior_scale`), for other channel
+    counts `raw_clean_estimate`."""
     if model.config.img_channels == 3 and model.config.head_outputs == gaussian_outputs(3):
-        return posterior_mean(out, noisy, sigma).clamp_(0.0, 1.0)
+        return posterior_mean(scaled_prior(out, prior_scale), noisy, sigma).clamp_(0.0, 1.0)
+    if prior_scale != 1.0:
+        raise UserError("a prior scale applies to the sRGB covariance head only")
     return raw_clean_estimate(out, noisy, sigma).clamp(0.0, 1.0)
 
 
-def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise) -> torch.Tensor:
-    """The official denoise_seq: model over the whole clip, posterior mean, clamp; on the CPU."""
+def head_output(model: nn.Module, seqn: Frames, sigma: Noise) -> tuple[torch.Tensor, torch.Tensor]:
+    """(network output (1,T,K,H,W), noisy frames (1,T,C,H,W)) of the official one-pass forward,
+    both on the model's device; call it under no_grad."""
     device = _model_device(model)
     noisy = (seqn if isinstance(seqn, torch.Tensor) else torch.stack(list(seqn)))[None].to(device)
     nmap = _noise_map(model, sigma, noisy)
     out, _ = model(noisy, None if nmap is None else nmap[:, None].expand(*noisy.shape))
-    return _estimate(model, out, noisy, sigma)[0].cpu()
+    return out, noisy
+
+
+def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise, prior_scale: float) -> torch.Tensor:
+    """The official denoise_seq: model over the whole clip, posterior mean, clamp; on the CPU."""
+    out, noisy = head_output(model, seqn, sigma)
+    return _estimate(model, out, noisy, sigma, prior_scale)[0].cpu()
 
 
 def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
-              state_budget: int) -> Iterator[tuple[int, torch.Tensor]]:
+              state_budget: int, prior_scale: float) -> Iterator[tuple[int, torch.Tensor]]:
     """Forward direction streamed over the checkpointed backward direction (see module docstring).
 
     Hidden states of the backward direction are kept on the CPU (host RAM is the larger pool on a
@@ -188,7 +201,7 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
             hidden = model.step("forward", current, nmap, hidden, flow, STEP_BAND_PIXELS)
             out = model.reconstruct(hidden, backward_state.to(device))
             del backward_state
-            clean = _estimate(model, out[:, None], current[:, None], sigma)[0, 0]
+            clean = _estimate(model, out[:, None], current[:, None], sigma, prior_scale)[0, 0]
             previous = current
             yield t, clean.cpu()
 

@@ -125,3 +125,33 @@ def test_sigma_auto_is_the_default_and_prints_the_estimate(files, capsys):
     estimate = float(printed[0].split("sigma ")[1].split()[0])
     assert abs(estimate / 20 - 1) < 0.10
     assert len(list(out.iterdir())) == 8
+
+
+def test_prior_scale_auto_by_default_and_one_is_the_official_posterior(files, capsys):
+    from engine.inference import denoise_sequence
+    from engine.prior_scale import fit_prior_scale
+    noisy, _ = read_video(files["gray"])
+    model, _ = load_denoiser(files["ckpt"], torch.device("cpu"), num_channels=8, num_resblocks=2)
+    frames = VideoFrames(noisy)
+    seqn = torch.stack([frames[t] for t in range(len(frames))])
+    for option, scale in ((["--prior_scale", "1"], 1.0), ([], fit_prior_scale(model, seqn, 30 / 255))):
+        out = files["root"] / f"prior{len(option)}"
+        result = main([str(files["gray"]), "-o", str(out), "--sigma", "30", "--model_file", str(files["ckpt"]),
+                       *TINY, *option])
+        assert result == 0
+        printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("prior scale")]
+        assert len(printed) == (0 if option else 1)
+        expected = denoise_sequence(model, seqn, 30 / 255, prior_scale=scale)
+        written, _ = read_video(out)
+        assert np.array_equal(written, np.stack([to_stored_format(f, noisy.dtype, 1) for f in expected]))
+    assert scale != pytest.approx(1.0, abs=1e-3)  # the fit moved it, so the two runs differ
+
+
+@pytest.mark.parametrize("argv,message", [(["--prior_scale", "0"], "--prior_scale: expected a positive"),
+                                          (["--raw", "--iso", "1600", "--prior_scale", "1"], "sRGB video only")])
+def test_bad_prior_scale_is_one_line(files, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(main, [str(files["video"]), "-o", str(files["root"] / "z.mp4"), "--model_file", str(files["ckpt"]),
+                       *TINY, *argv])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]

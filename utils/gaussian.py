@@ -180,6 +180,14 @@ def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Te
     return loss.to(torch.float64 if out.dtype == torch.float64 else torch.float32)
 
 
+def scaled_prior(out: torch.Tensor, scale: float) -> torch.Tensor:
+    """A network output (N,T,9,H,W) with its covariance factor A times `scale` (the prior
+    covariance A^T A times scale^2), the mean unchanged: engine/prior_scale.py calibrates it."""
+    if scale == 1.0:
+        return out
+    return torch.cat([out[:, :, :3], out[:, :, 3:] * scale], dim=2)
+
+
 def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """Official posterior-mean post-processing: (N,T,9,H,W) + noisy (N,T,3,H,W) -> (N,T,3,H,W).
 

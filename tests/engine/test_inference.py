@@ -254,3 +254,19 @@ def test_the_raw_model_denoises_through_both_paths_with_its_mean():
         mean = model(noisy[None])[0][0].clamp(0, 1)
     assert full.shape == (4, 4, 16, 24) and torch.equal(full, mean)
     assert (bounded - full).abs().max().item() < 1e-5
+
+
+def test_prior_scale_scales_the_factor_on_both_paths(tiny_model):
+    """prior_scale k: the posterior of the output whose covariance factor is k times the model's."""
+    noisy = _moving_clip(4)
+    nmap = torch.full_like(noisy, torch.tensor(SIGMA, dtype=torch.float32).item())
+    with torch.no_grad():
+        out, _ = tiny_model(noisy[None], nmap[None])
+    by_hand_out = out.clone()
+    by_hand_out[:, :, 3:] *= 0.4
+    expected = posterior_mean(by_hand_out, noisy[None], nmap[0, 0, 0, 0].item())[0].clamp(0, 1)
+    full = denoise_sequence(tiny_model, noisy, SIGMA, memory="full", prior_scale=0.4)
+    bounded = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded", prior_scale=0.4)
+    assert torch.equal(full, expected)
+    assert (bounded - full).abs().max().item() < 1e-5
+    assert (full - denoise_sequence(tiny_model, noisy, SIGMA, memory="full")).abs().max().item() > 1e-3
