@@ -234,14 +234,22 @@ def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[
     def model() -> torch.nn.Module:
         return load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))[0]
 
-    return {
+    rows = {
         "STBN default model": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma)), {"sigma": "given"}),
         "STBN default model, sigma auto": (lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x)),
                                            {"sigma": "estimated"}),
-        f"STBN default model + finetune {finetune_steps}": (
-            lambda x: stbn_finetune_denoise(model(), x, unit_sigma(sigma), finetune_steps, SmallSTBN()),
-            {"finetune_steps": finetune_steps}),
+        "STBN default model, prior scale auto": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma), None),
+                                                 {"sigma": "given", "prior_scale": "fitted"}),
+        "STBN default model, sigma + prior scale auto (denoise.py)": (
+            lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x), None),
+            {"sigma": "estimated", "prior_scale": "fitted"}),
     }
+    for prior_scale, label in ((1.0, ""), (None, ", prior scale auto")):
+        rows[f"STBN default model + finetune {finetune_steps}{label}"] = (
+            lambda x, scale=prior_scale: stbn_finetune_denoise(model(), x, unit_sigma(sigma), finetune_steps,
+                                                               SmallSTBN(), scale),
+            {"finetune_steps": finetune_steps, "prior_scale": "fitted" if prior_scale is None else 1.0})
+    return rows
 
 
 def bm4d_region_rows(clip: str, sigma: float, clean: np.ndarray, noisy: np.ndarray, outputs: dict,

@@ -25,6 +25,7 @@ from benchmarks.scoring import to_tchw, to_thwc
 from engine.denoiser import load_denoiser
 from engine.finetune import finetune_on_video
 from engine.inference import denoise_sequence
+from engine.prior_scale import fit_prior_scale
 from utils.checkpoint import latest_checkpoint
 
 # The learning rate stays constant: the official milestones (epochs 2, 4, 6, 8) assume 32000-clip
@@ -78,13 +79,18 @@ def load_small_stbn(checkpoint: Path, config: SmallSTBN) -> torch.nn.Module:
     return model
 
 
-def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float) -> np.ndarray:
-    """Posterior mean of a (T,H,W,3) noisy clip; `sigma` on [0, 1]."""
-    return to_thwc(denoise_sequence(model, to_tchw(noisy), sigma))
+def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float,
+                 prior_scale: float | None = 1.0) -> np.ndarray:
+    """Posterior mean of a (T,H,W,3) noisy clip; `sigma` on [0, 1]; `prior_scale` None = fitted
+    to the clip (engine/prior_scale.py), 1 = the official posterior."""
+    seqn = to_tchw(noisy)
+    if prior_scale is None:
+        prior_scale = fit_prior_scale(model, seqn, sigma)
+    return to_thwc(denoise_sequence(model, seqn, sigma, prior_scale=prior_scale))
 
 
 def stbn_finetune_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float, iterations: int,
-                          config: SmallSTBN) -> np.ndarray:
+                          config: SmallSTBN, prior_scale: float | None = 1.0) -> np.ndarray:
     """Fine-tune `model` on the noisy clip itself, then denoise it.
 
     `finetune_on_video` takes a video as a user has it (uint8), so it trains on the clipped and
@@ -93,4 +99,4 @@ def stbn_finetune_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: floa
     finetune_on_video(model, np.ascontiguousarray(to_uint8(noisy).transpose(0, 3, 1, 2)), sigma, iterations,
                       batch_size=config.batch_size, patch_size=config.patch_size,
                       train_length=config.train_length)
-    return stbn_denoise(model, noisy, sigma)
+    return stbn_denoise(model, noisy, sigma, prior_scale)
