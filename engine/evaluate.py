@@ -30,6 +30,7 @@ from datasets.video_io import frame_name, remove_earlier_frames, write_png
 from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, denoise_frames
+from engine.prior_scale import fit_prior_scale
 from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool, warn
 from utils.metrics import SSIM_WINDOW, frame_psnr, frame_ssim
@@ -78,6 +79,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--sigma_estimate", action="store_true",
                        help="also estimate sigma blindly from each noisy sequence (as denoise.py --sigma auto) "
                             "and report the PSNR/SSIM denoising with that estimate gives (a second pass)")
+    extra.add_argument("--prior_scale_fit", action="store_true",
+                       help="also fit the prior scale to each noisy sequence (as denoise.py --prior_scale auto, "
+                            "engine/prior_scale.py) and report the PSNR/SSIM of that posterior (a second pass)")
     extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                        help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     return p
@@ -156,13 +160,14 @@ def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_
 
 
 def _score_frames(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
-                  frames_folder: Path | None, progress: tqdm | None) -> tuple[list[float], list[float], float]:
+                  frames_folder: Path | None, progress: tqdm | None,
+                  prior_scale: float = 1.0) -> tuple[list[float], list[float], float]:
     """Denoise `noisy` with noise level `sigma` ([0, 1] scale); per-frame PSNRs, SSIMs and the seconds
     of denoising and PNG writing (the official timing, metrics excluded)."""
     psnrs, ssims = [], []
     metric_seconds = 0.0
     start = time.perf_counter()
-    for t, denoised in denoise_frames(model, noisy, sigma, memory):
+    for t, denoised in denoise_frames(model, noisy, sigma, memory, prior_scale=prior_scale):
         if frames_folder is not None:
             write_png(frames_folder / frame_name(t), to_png_uint8(denoised))
         metric_start = time.perf_counter()
@@ -184,7 +189,7 @@ def _mean(values: list[float]) -> float:
 def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: float, memory: str = "auto",
                       frames_folder: Path | None = None, progress: tqdm | None = None,
                       finetune: dict[str, Any] | None = None, name: str = "sequence",
-                      sigma_estimate: bool = False) -> dict[str, Any]:
+                      sigma_estimate: bool = False, prior_scale_fit: bool = False) -> dict[str, Any]:
     """One sequence of the protocol at noise level `sigma_255` (0-255 scale). Returns psnr, ssim, frames, seconds.
 
     `finetune` (STBN_s, `finetune_on_video` options) first trains the model on this sequence's
@@ -192,6 +197,8 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
     and PNG writing, as the official timing does, not the fine-tuning or the metrics.
     `sigma_estimate` also estimates sigma blindly from the noisy frames (`estimate_noise_sigma`)
     and denoises them a second time with it: `sigma_estimated`, `psnr_estimated_sigma`, `ssim_estimated_sigma`.
+    `prior_scale_fit` fits the prior scale to the noisy frames (`fit_prior_scale`) and scores that
+    posterior: `prior_scale_fitted`, `psnr_fitted_prior`, `ssim_fitted_prior`.
     """
     noisy = add_test_noise(clean, unit_sigma(sigma_255))
     if finetune:
@@ -205,10 +212,25 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
             estimate = estimate_noise_sigma(noisy.permute(0, 2, 3, 1).numpy())
         except ValueError as exc:
             raise UserError(f"--sigma_estimate: sequence '{name}': {exc}") from None
-        psnrs, ssims, _ = _score_frames(model, noisy, clean, max(estimate, 1e-6), memory, None, None)
-        result |= {"sigma_estimated": estimate * 255.0, "psnr_estimated_sigma": _mean(psnrs),
-                   "ssim_estimated_sigma": _mean(ssims)}
+        result |= {"sigma_estimated": estimate * 255.0,
+                   **_second_pass(model, noisy, clean, max(estimate, 1e-6), memory, 1.0, "estimated_sigma")}
+    if prior_scale_fit:
+        scale = fit_prior_scale(model, noisy, unit_sigma(sigma_255))
+        result |= {"prior_scale_fitted": scale,
+                   **_second_pass(model, noisy, clean, unit_sigma(sigma_255), memory, scale, "fitted_prior")}
     return result
+
+
+def _second_pass(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
+                 prior_scale: float, key: str) -> dict[str, float]:
+    """`psnr_<key>` and `ssim_<key>` of denoising once more with another sigma or prior scale."""
+    psnrs, ssims, _ = _score_frames(model, noisy, clean, sigma, memory, None, None, prior_scale)
+    return {f"psnr_{key}": _mean(psnrs), f"ssim_{key}": _mean(ssims)}
+
+
+# Second passes: (option, what it fits, JSON key of the fitted value, key of its scores, label).
+SECOND_PASSES = (("sigma_estimate", "sigma_estimated", "estimated_sigma", "estimated sigma"),
+                 ("prior_scale_fit", "prior_scale_fitted", "fitted_prior", "fitted prior scale"))
 
 
 def _sigma_label(sigma: float) -> str:
@@ -231,15 +253,16 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
                   file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
             folder = _frames_folder(args, sigma_key, name, several)
             result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar, finetune, name,
-                                       args.sigma_estimate)
+                                       args.sigma_estimate, args.prior_scale_fit)
         if checkpoint_weights is not None:  # every sequence starts from the checkpoint
             model.load_state_dict(checkpoint_weights)
         results[name] = result
         label = f"{root_name}/{name}"
         print("{:50}:, PSNR: {:.4f}dB, SSIM: {:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
-        if args.sigma_estimate:
-            print(f"{'':50}   estimated sigma {result['sigma_estimated']:.2f}: "
-                  f"PSNR {result['psnr_estimated_sigma']:.4f}dB, SSIM {result['ssim_estimated_sigma']:.4f}", flush=True)
+        for option, fitted, key, label in SECOND_PASSES:
+            if getattr(args, option):
+                print(f"{'':50}   {label} {result[fitted]:.2f}: "
+                      f"PSNR {result['psnr_' + key]:.4f}dB, SSIM {result['ssim_' + key]:.4f}", flush=True)
         total_frames += result["frames"]
         total_seconds += result["seconds"]
         if args.display_time:
@@ -248,12 +271,13 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     ssim = float(sum(r["ssim"] for r in results.values()) / len(results))
     print(f"sigma {_sigma_label(sigma)}, PSNR: {psnr:6.4f}, SSIM: {ssim:6.4f}", flush=True)
     summary = {"psnr": psnr, "ssim": ssim, "sequences": results}
-    if args.sigma_estimate:
-        for key in ("sigma_estimated", "psnr_estimated_sigma", "ssim_estimated_sigma"):
-            summary[key] = float(sum(r[key] for r in results.values()) / len(results))
-        print(f"sigma {_sigma_label(sigma)} estimated as {summary['sigma_estimated']:.2f} on average: PSNR "
-              f"{summary['psnr_estimated_sigma']:6.4f} ({summary['psnr_estimated_sigma'] - psnr:+.4f} dB), SSIM "
-              f"{summary['ssim_estimated_sigma']:6.4f}", flush=True)
+    for option, fitted, key, label in SECOND_PASSES:
+        if getattr(args, option):
+            for name in (fitted, "psnr_" + key, "ssim_" + key):
+                summary[name] = float(sum(r[name] for r in results.values()) / len(results))
+            print(f"sigma {_sigma_label(sigma)}, {label} {summary[fitted]:.2f} on average: PSNR "
+                  f"{summary['psnr_' + key]:6.4f} ({summary['psnr_' + key] - psnr:+.4f} dB), SSIM "
+                  f"{summary['ssim_' + key]:6.4f}", flush=True)
     if finetune:
         summary["finetune"] = finetune
     return summary

@@ -195,4 +195,26 @@ def test_sigma_estimate_reports_the_estimate_and_the_numbers_it_gives(setup, cap
     by_hand = sequence_psnr(denoise_sequence(setup["model"], noisy, seq["sigma_estimated"] / 255), clean)
     assert seq["psnr_estimated_sigma"] == pytest.approx(by_hand, abs=1e-4)
     assert seq["psnr_estimated_sigma"] != seq["psnr"]
-    assert "estimated as" in capsys.readouterr().out
+    assert "estimated sigma" in capsys.readouterr().out
+
+
+def test_prior_scale_fit_reports_the_scale_and_the_numbers_it_gives(setup, capsys):
+    from datasets.builtin import builtin_split
+    from datasets.eval_sequences import to_unit_float
+    from engine.inference import denoise_sequence
+    from engine.prior_scale import fit_prior_scale
+    from utils.metrics import sequence_psnr
+    from utils.noise import add_test_noise
+    results = evaluate(build_arg_parser().parse_args(
+        ["--model_file", str(setup["prefixed"]), "--builtin", "carphone", "--max_num_fr_per_seq", "6",
+         "--noise_sigmas", "30", "--no_save", "--prior_scale_fit", *TINY]))
+    seq = results["30"]["sequences"]["carphone"]
+    clean = to_unit_float(builtin_split("carphone")[1][:6])
+    noisy = add_test_noise(clean, 30 / 255)
+    scale = fit_prior_scale(setup["model"], noisy, 30 / 255)
+    assert seq["prior_scale_fitted"] == pytest.approx(scale) and scale != pytest.approx(1.0, abs=1e-3)
+    by_hand = sequence_psnr(denoise_sequence(setup["model"], noisy, 30 / 255, prior_scale=scale), clean)
+    assert seq["psnr_fitted_prior"] == pytest.approx(by_hand, abs=1e-4)
+    official = sequence_psnr(denoise_sequence(setup["model"], noisy, 30 / 255), clean)
+    assert seq["psnr"] == pytest.approx(official, abs=1e-4)
+    assert "fitted prior scale" in capsys.readouterr().out
