@@ -39,7 +39,7 @@ def test_the_file_is_small_and_holds_no_unused_pwc_weights():
     assert checkpoint["args"]["noise_ival"] == [5.0, 55.0]  # blind over the paper's range
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: the shipped model keeps 3.94 of the clean clip's 8.96 "
+@pytest.mark.xfail(strict=True, reason="not met yet: the shipped model keeps 4.46 of the clean clip's 8.96 "
                    "colourfulness (issue 15 open; README 'Default model'); this test passes once a model keeps colour")
 def test_it_keeps_colour_on_a_colourful_held_out_clip():
     clean = builtin_split("carphone")[1][:8]
