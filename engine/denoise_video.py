@@ -33,7 +33,7 @@ from engine.inference import MEMORY_MODES, checked_frames
 from engine.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, parse_prior_scale
 from utils.errors import UserArgumentParser, UserError, int_in_range, warn
 from utils.noise import parse_sigma, unit_sigma
-from utils.noise_estimate import estimate_noise_sigma
+from utils.noise_estimate import correlated_noise_sigma, estimate_noise_sigma
 from utils.paths import refuse_overlap, require_regular_input
 
 AUTO_SIGMA = "auto"
@@ -165,6 +165,11 @@ def estimated_sigma(stored: np.ndarray) -> float:
         raise UserError(f"--sigma auto: {exc}; pass the noise level with --sigma") from None
     print(f"estimated noise level: sigma {sigma:.1f} on the 0-255 scale (patch-PCA estimate; "
           "--sigma N overrides it)", flush=True)
+    coarse = correlated_noise_sigma(stored, sigma / 255.0)
+    if coarse is not None:
+        warn(f"the noise looks spatially correlated (compressed video?): at half resolution it reads as sigma "
+             f"{coarse * 255.0:.1f}, not {sigma:.1f}; STBN removes independent pixel noise, so expect little "
+             "effect, or try --sigma N")
     low, high = USUAL_SIGMA_RANGE
     if not low <= sigma <= high:
         warn(f"an estimated sigma of {sigma:.1f} is outside {low:g}-{high:g}: the input looks "

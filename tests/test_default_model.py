@@ -60,5 +60,6 @@ def test_denoise_with_no_other_argument(tmp_path):
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "estimated noise level: sigma" in result.stdout
+    assert "spatially correlated (compressed video?)" in result.stderr  # mp4 noise is no longer white
     frames, fps = read_video(tmp_path / "out.mp4")
     assert frames.shape == noisy.shape and fps == pytest.approx(25.0)

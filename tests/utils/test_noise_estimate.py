@@ -46,3 +46,23 @@ def test_gray_stored_as_rgb_reads_like_one_channel(clean_clips):
     as_rgb = np.repeat(noisy, 3, axis=-1)
     assert estimate_noise_sigma(as_rgb) == estimate_noise_sigma(noisy)
     assert abs(estimate_noise_sigma(noisy) * 255 / 25 - 1) < 0.10
+
+
+def test_compressed_noise_is_flagged_as_correlated_and_white_noise_is_not(clean_clips, tmp_path):
+    """A sigma-25 clip written as mp4 (OpenCV) keeps its noise as blotches: the fine-scale estimate
+    falls far below 25 and `correlated_noise_sigma` flags it; white noise, clipped or not, is not flagged."""
+    from datasets.video_io import read_video, write_video
+    from utils.noise_estimate import correlated_noise_sigma
+    clean = clean_clips["bikes"]
+    rng = np.random.default_rng(2)
+    for sigma in (5, 25):
+        noisy = np.clip(np.rint((clean + rng.standard_normal(clean.shape) * (sigma / 255)) * 255), 0, 255)
+        noisy = noisy.astype(np.uint8)
+        assert correlated_noise_sigma(noisy, estimate_noise_sigma(noisy)) is None
+    write_video(tmp_path / "noisy.mp4", noisy, 25.0)
+    compressed, _ = read_video(tmp_path / "noisy.mp4")
+    fine = estimate_noise_sigma(compressed)
+    assert fine * 255 < 10                       # the estimator alone would report mild noise
+    coarse = correlated_noise_sigma(compressed, fine)
+    assert coarse is not None and coarse > 2 * fine
+    assert np.sqrt(np.mean((compressed / 255.0 - clean) ** 2)) * 255 > 10   # yet it is far from clean
