@@ -269,5 +269,7 @@ def test_shell_scripts_reject_a_bad_path_variable_in_one_line(tmp_path, script, 
 
 if __name__ == "__main__":  # python -m tests.test_robustness SIGNAL ARGS: a training hit while saving epoch 2
     hit = getattr(signal, sys.argv[1])
+    # A shell's background job inherits SIGINT ignored; a user's Ctrl-C arrives with Python's handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.save = break_checkpoint_save(2, lambda: os.kill(os.getpid(), hit))
     run_cli(train_cli.main, sys.argv[2:])
