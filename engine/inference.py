@@ -142,12 +142,17 @@ def raw_clean_estimate(out: torch.Tensor, noisy: torch.Tensor, noise: Noise) -> 
     return hetero_posterior_mean(out, noisy, variance)
 
 
+def has_srgb_gaussian_head(model: nn.Module) -> bool:
+    """Whether the model predicts the official sRGB Gaussian (3 means + 6 covariance-factor entries)."""
+    return model.config.img_channels == 3 and model.config.head_outputs == gaussian_outputs(3)
+
+
 def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: Noise,
               prior_scale: float = 1.0) -> torch.Tensor:
     """The clean estimate of a head output (N,T,K,H,W), clamped to [0, 1]: for sRGB the official
     Gaussian posterior mean (closed form; prior factor times `prior_scale`), for other channel
     counts `raw_clean_estimate`."""
-    if model.config.img_channels == 3 and model.config.head_outputs == gaussian_outputs(3):
+    if has_srgb_gaussian_head(model):
         return posterior_mean(scaled_prior(out, prior_scale), noisy, sigma).clamp_(0.0, 1.0)
     if prior_scale != 1.0:
         raise UserError("a prior scale applies to the sRGB covariance head only")

@@ -17,8 +17,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from engine.inference import head_output
-from models.head import gaussian_outputs
+from engine.inference import has_srgb_gaussian_head, head_output
 from utils.errors import UserError
 from utils.gaussian import loglike_loss, scaled_prior
 
@@ -55,7 +54,7 @@ def fit_prior_scale(model: nn.Module, seqn: torch.Tensor, sigma: float,
                     frames: int = FIT_FRAMES, side: int = FIT_SIDE) -> float:
     """`fit_prior_scale_to_output` for the model's output on the centre side x side window of the
     first `frames` noisy frames (T,3,H,W) on [0, 1]; sigma on the [0, 1] scale."""
-    if model.config.img_channels != 3 or model.config.head_outputs != gaussian_outputs(3):
+    if not has_srgb_gaussian_head(model):
         raise UserError("--prior_scale auto needs an sRGB model with a covariance head (mean + 6 factor entries)")
     height, width = seqn.shape[-2:]
     top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)

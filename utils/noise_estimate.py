@@ -70,18 +70,23 @@ def _sample(frames: list[np.ndarray], margin: float, rng: np.random.Generator) -
     return rows
 
 
+def _spread_picks(count: int) -> np.ndarray:
+    """Indices of up to MAX_FRAMES frames spread evenly over a video of `count` frames."""
+    return np.unique(np.linspace(0, count - 1, min(MAX_FRAMES, count)).round().astype(int))
+
+
 def _unit_scale(dtype: np.dtype) -> float:
     """What stored values are divided by to read them on [0, 1]."""
     return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.dtype(dtype), 1.0)
 
 
 def correlated_noise_sigma(frames: np.ndarray, sigma: float) -> float | None:
-    """For frames whose `estimate_noise_sigma` is `sigma`: the white-noise level that their 2x2 pixel
-    means imply (twice their estimate) when it is CORRELATION_RATIO times `sigma` or more, i.e. the
-    noise is spatially correlated (compressed video) and `sigma` sees only its fine part; else None
-    (also when the halved frames are too small to estimate)."""
+    """For frames whose `estimate_noise_sigma` is `sigma`: the white-noise level that the 2x2 pixel
+    means of the frames it reads imply (twice their estimate) when it is CORRELATION_RATIO times
+    `sigma` or more, i.e. the noise is spatially correlated (compressed video) and `sigma` sees
+    only its fine part; else None (also when the halved frames are too small to estimate)."""
     height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    values = frames[:, :height, :width].astype(np.float64) / _unit_scale(frames.dtype)
+    values = frames[_spread_picks(len(frames)), :height, :width].astype(np.float64) / _unit_scale(frames.dtype)
     means = values.reshape(len(values), height // 2, 2, width // 2, 2, -1).mean(axis=(2, 4))
     try:
         coarse = 2.0 * estimate_noise_sigma(means)
@@ -104,8 +109,7 @@ def estimate_noise_sigma(frames: np.ndarray) -> float:
     if frames.shape[3] > 1 and all(np.array_equal(frames[..., 0], frames[..., c]) for c in range(1, frames.shape[3])):
         frames = frames[..., :1]  # gray stored as RGB: the copies would hide the noise from the spectrum
     scale = _unit_scale(frames.dtype)
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(MAX_FRAMES, len(frames))).round().astype(int))
-    chosen = [frames[t].astype(np.float64) / scale for t in picks]
+    chosen = [frames[t].astype(np.float64) / scale for t in _spread_picks(len(frames))]
     dims = PATCH * PATCH * frames.shape[3]
     rows = _sample(chosen, 0.0, np.random.default_rng(0))
     if len(rows) < MIN_PATCHES_PER_DIM * dims:
