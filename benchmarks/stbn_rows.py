@@ -27,6 +27,7 @@ from engine.finetune import finetune_on_video
 from engine.inference import denoise_sequence
 from engine.prior_scale import fit_prior_scale
 from utils.checkpoint import latest_checkpoint
+from utils.gaussian import PriorScale
 
 # The learning rate stays constant: the official milestones (epochs 2, 4, 6, 8) assume 32000-clip
 # epochs, far longer than the short budget epochs here.
@@ -80,7 +81,7 @@ def load_small_stbn(checkpoint: Path, config: SmallSTBN) -> torch.nn.Module:
 
 
 def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float,
-                 prior_scale: float | None = 1.0) -> np.ndarray:
+                 prior_scale: PriorScale | None = 1.0) -> np.ndarray:
     """Posterior mean of a (T,H,W,3) noisy clip; `sigma` on [0, 1]; `prior_scale` None = fitted
     to the clip (engine/prior_scale.py), 1 = the official posterior."""
     seqn = to_tchw(noisy)
@@ -90,7 +91,7 @@ def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float,
 
 
 def stbn_finetune_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float, iterations: int,
-                          config: SmallSTBN, prior_scale: float | None = 1.0) -> np.ndarray:
+                          config: SmallSTBN, prior_scale: PriorScale | None = 1.0) -> np.ndarray:
     """Fine-tune `model` on the noisy clip itself, then denoise it.
 
     `finetune_on_video` takes a video as a user has it (uint8), so it trains on the clipped and

@@ -30,7 +30,7 @@ from engine.denoiser import (
 )
 from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from engine.inference import MEMORY_MODES, checked_frames
-from engine.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, parse_prior_scale
+from engine.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, format_prior_scale, parse_prior_scale
 from utils.errors import UserArgumentParser, UserError, int_in_range, warn
 from utils.noise import parse_sigma, unit_sigma
 from utils.noise_estimate import correlated_noise_sigma, estimate_noise_sigma
@@ -90,9 +90,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="noise level on the 0-255 scale (e.g. 30), or auto (default): estimated from the "
                         "input (utils/noise_estimate.py) and printed")
     p.add_argument("--prior_scale", default=None,
-                   help="sRGB: scale of the prior's covariance factor in the posterior: auto (default) fits it to the "
-                        "input by maximum likelihood (self-supervised, engine/prior_scale.py); 1 = the model's own, "
-                        "as the official test does")
+                   help="sRGB: calibration S of the prior's covariance (S^T A^T A S) in the posterior: auto "
+                        "(default) fits a 3x3 colour matrix to the input by maximum likelihood (self-supervised, "
+                        "engine/prior_scale.py) and prints it; 1 = the model's own, as the official test does; a "
+                        "number k = k times the identity; nine comma-separated numbers = a matrix as printed")
     p.add_argument("--model_file", default=None,
                    help="checkpoint: the authors' release or ours (default: the small blind model that ships "
                         f"in {DEFAULT_MODEL_FILE.parent.name}/{DEFAULT_MODEL_FILE.name}, trained on the built-in "
@@ -207,7 +208,8 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     if prior_scale is None:
         prior_scale = fit_prior_scale(model, torch.stack([frames[t] for t in range(min(len(frames), FIT_FRAMES))]),
                                       sigma)
-        print(f"prior scale {prior_scale:.3f}, fitted to the input (--prior_scale 1 keeps the model's own)", flush=True)
+        print(f"prior scale {format_prior_scale(prior_scale)}, fitted to the input "
+              "(--prior_scale 1 keeps the model's own)", flush=True)
     denoised = np.empty_like(stored)
     for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale):
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])

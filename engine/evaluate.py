@@ -33,6 +33,7 @@ from engine.inference import MEMORY_MODES, denoise_frames
 from engine.prior_scale import fit_prior_scale
 from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool, warn
+from utils.gaussian import PriorScale
 from utils.metrics import SSIM_WINDOW, frame_psnr, frame_ssim
 from utils.noise import add_test_noise, parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
@@ -197,8 +198,8 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
     and PNG writing, as the official timing does, not the fine-tuning or the metrics.
     `sigma_estimate` also estimates sigma blindly from the noisy frames (`estimate_noise_sigma`)
     and denoises them a second time with it: `sigma_estimated`, `psnr_estimated_sigma`, `ssim_estimated_sigma`.
-    `prior_scale_fit` fits the prior scale to the noisy frames (`fit_prior_scale`) and scores that
-    posterior: `prior_scale_fitted`, `psnr_fitted_prior`, `ssim_fitted_prior`.
+    `prior_scale_fit` fits the prior's colour matrix to the noisy frames (`fit_prior_scale`) and
+    scores that posterior: `prior_scale_fitted` (3x3, row by row), `psnr_fitted_prior`, `ssim_fitted_prior`.
     """
     noisy = add_test_noise(clean, unit_sigma(sigma_255))
     if finetune:
@@ -216,13 +217,13 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
                    **_second_pass(model, noisy, clean, max(estimate, 1e-6), memory, 1.0, "estimated_sigma")}
     if prior_scale_fit:
         scale = fit_prior_scale(model, noisy, unit_sigma(sigma_255))
-        result |= {"prior_scale_fitted": scale,
+        result |= {"prior_scale_fitted": scale.tolist(),
                    **_second_pass(model, noisy, clean, unit_sigma(sigma_255), memory, scale, "fitted_prior")}
     return result
 
 
 def _second_pass(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
-                 prior_scale: float, key: str) -> dict[str, float]:
+                 prior_scale: PriorScale, key: str) -> dict[str, float]:
     """`psnr_<key>` and `ssim_<key>` of denoising once more with another sigma or prior scale."""
     psnrs, ssims, _ = _score_frames(model, noisy, clean, sigma, memory, None, None, prior_scale)
     return {f"psnr_{key}": _mean(psnrs), f"ssim_{key}": _mean(ssims)}
@@ -231,6 +232,13 @@ def _second_pass(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tenso
 # Second passes: (option, what it fits, JSON key of the fitted value, key of its scores, label).
 SECOND_PASSES = (("sigma_estimate", "sigma_estimated", "estimated_sigma", "estimated sigma"),
                  ("prior_scale_fit", "prior_scale_fitted", "fitted_prior", "fitted prior scale"))
+
+
+def _fitted_label(value: float | list[list[float]]) -> str:
+    """A fitted sigma as a number, a fitted colour matrix by its eigenvalues (its scales)."""
+    if isinstance(value, list):
+        return "(eigenvalues " + " ".join(f"{v:.2f}" for v in np.linalg.eigvalsh(np.array(value))) + ")"
+    return f"{value:.2f}"
 
 
 def _sigma_label(sigma: float) -> str:
@@ -261,7 +269,7 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
         print("{:50}:, PSNR: {:.4f}dB, SSIM: {:.4f}".format(label, result["psnr"], result["ssim"]), flush=True)
         for option, fitted, key, label in SECOND_PASSES:
             if getattr(args, option):
-                print(f"{'':50}   {label} {result[fitted]:.2f}: "
+                print(f"{'':50}   {label} {_fitted_label(result[fitted])}: "
                       f"PSNR {result['psnr_' + key]:.4f}dB, SSIM {result['ssim_' + key]:.4f}", flush=True)
         total_frames += result["frames"]
         total_seconds += result["seconds"]
@@ -273,9 +281,10 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     summary = {"psnr": psnr, "ssim": ssim, "sequences": results}
     for option, fitted, key, label in SECOND_PASSES:
         if getattr(args, option):
-            for name in (fitted, "psnr_" + key, "ssim_" + key):
+            for name in ("psnr_" + key, "ssim_" + key):
                 summary[name] = float(sum(r[name] for r in results.values()) / len(results))
-            print(f"sigma {_sigma_label(sigma)}, {label} {summary[fitted]:.2f} on average: PSNR "
+            summary[fitted] = np.mean([r[fitted] for r in results.values()], axis=0).tolist()
+            print(f"sigma {_sigma_label(sigma)}, {label} {_fitted_label(summary[fitted])} on average: PSNR "
                   f"{summary['psnr_' + key]:6.4f} ({summary['psnr_' + key] - psnr:+.4f} dB), SSIM "
                   f"{summary['ssim_' + key]:6.4f}", flush=True)
     if finetune:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from engine.reversal import read_forward
 from models.head import gaussian_outputs
 from utils.errors import UserError, warn
-from utils.gaussian import posterior_mean, scaled_prior
+from utils.gaussian import PriorScale, posterior_mean, scaled_prior
 from utils.gaussian_hetero import hetero_posterior_mean
 from utils.noise import PoissonGaussian
 
@@ -55,7 +55,7 @@ FrameCallback = Callable[[int, torch.Tensor], None]
 
 def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
                    state_budget: int = DEFAULT_STATE_BUDGET,
-                   prior_scale: float = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
+                   prior_scale: PriorScale = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (t, denoised frame (C,H,W) float32 on the CPU) for t = 0 .. T-1.
 
     `seqn` holds the noisy frames (T,C,H,W) on [0, 1] (a tensor, or any sequence of (C,H,W)
@@ -63,8 +63,9 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     models, a `PoissonGaussian`; 0 for a mean-only head, which needs none). The model runs on
     the device of its parameters, in eval mode without gradients. `memory`: 'full' = the model's
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
-    out-of-memory the one-pass path falls back to 'bounded' with a warning. `prior_scale` scales
-    the sRGB prior's covariance factor before the posterior (1 = official; engine/prior_scale.py).
+    out-of-memory the one-pass path falls back to 'bounded' with a warning. `prior_scale` (a number
+    k or a 3x3 colour matrix S) calibrates the sRGB prior's covariance before the posterior
+    (`scaled_prior`; 1 = official; engine/prior_scale.py).
     """
     if memory not in MEMORY_MODES:
         raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")
@@ -91,7 +92,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
 
 
 def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
-                   desc: str = "denoising", prior_scale: float = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
+                   desc: str = "denoising", prior_scale: PriorScale = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
     """`denoise_frames` with a progress bar, refusing a non-finite frame (a broken checkpoint or
     input) before the caller writes anything."""
     with tqdm(total=len(seqn), desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -105,7 +106,7 @@ def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
 
 def denoise_sequence(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
                      on_frame: FrameCallback | None = None,
-                     state_budget: int = DEFAULT_STATE_BUDGET, prior_scale: float = 1.0) -> torch.Tensor:
+                     state_budget: int = DEFAULT_STATE_BUDGET, prior_scale: PriorScale = 1.0) -> torch.Tensor:
     """The clamped clean estimate (T,C,H,W) on the CPU (`_estimate`); `on_frame(t, frame)` sees each frame when done.
 
     See `denoise_frames` for the arguments; use it directly to avoid holding the whole output.
@@ -148,13 +149,13 @@ def has_srgb_gaussian_head(model: nn.Module) -> bool:
 
 
 def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: Noise,
-              prior_scale: float = 1.0) -> torch.Tensor:
+              prior_scale: PriorScale = 1.0) -> torch.Tensor:
     """The clean estimate of a head output (N,T,K,H,W), clamped to [0, 1]: for sRGB the official
-    Gaussian posterior mean (closed form; prior factor times `prior_scale`), for other channel
+    Gaussian posterior mean (closed form; prior calibrated by `prior_scale`), for other channel
     counts `raw_clean_estimate`."""
     if has_srgb_gaussian_head(model):
         return posterior_mean(scaled_prior(out, prior_scale), noisy, sigma).clamp_(0.0, 1.0)
-    if prior_scale != 1.0:
+    if isinstance(prior_scale, torch.Tensor) or prior_scale != 1.0:
         raise UserError("a prior scale applies to the sRGB covariance head only")
     return raw_clean_estimate(out, noisy, sigma).clamp(0.0, 1.0)
 
@@ -169,14 +170,14 @@ def head_output(model: nn.Module, seqn: Frames, sigma: Noise) -> tuple[torch.Ten
     return out, noisy
 
 
-def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise, prior_scale: float) -> torch.Tensor:
+def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise, prior_scale: PriorScale) -> torch.Tensor:
     """The official denoise_seq: model over the whole clip, posterior mean, clamp; on the CPU."""
     out, noisy = head_output(model, seqn, sigma)
     return _estimate(model, out, noisy, sigma, prior_scale)[0].cpu()
 
 
 def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
-              state_budget: int, prior_scale: float) -> Iterator[tuple[int, torch.Tensor]]:
+              state_budget: int, prior_scale: PriorScale) -> Iterator[tuple[int, torch.Tensor]]:
     """Forward direction streamed over the checkpointed backward direction (see module docstring).
 
     Hidden states of the backward direction are kept on the CPU (host RAM is the larger pool on a

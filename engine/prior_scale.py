@@ -1,57 +1,92 @@
-"""Self-supervised calibration of the blind-spot prior's spread on the very video being denoised.
+"""Self-supervised calibration of the blind-spot prior's covariance on the very video being denoised.
 
 The posterior mean weighs the blind-spot prior N(mu, A^T A) against the noisy pixel by their
-spreads. A briefly trained model (the default one) predicts spreads that are too wide on many
-videos, and the posterior then keeps noise that its prior mean had already removed: on `bikes`
-at sigma 25 the default model's prior mean scores 29.3 dB and its posterior 26.9 dB. Scaling the
-predicted factor A by one number k (the prior covariance by k^2), chosen to maximise the Gaussian
-likelihood of the noisy video itself (the network's own training loss, one scalar fitted by
-empirical Bayes), needs no clean data; on the built-in clips it lands within one step of a 0.25 ..
-1.4 grid of the k that maximises PSNR. k = 1 is the official posterior.
+spreads. A briefly trained model (the default one) misjudges them on new videos, and not alike in
+every colour direction: on `bikes` at sigma 25 its prior mean scores 29.3 dB and its posterior
+26.9 dB, the chroma spread being far too wide. The calibration replaces the prior covariance by
+S^T A^T A S with one symmetric positive-definite 3x3 colour matrix S (six numbers), chosen to
+maximise the Gaussian likelihood of the noisy video itself (the network's own training loss,
+fitted by empirical Bayes: no clean data). A single number k (S = k I) is the scalar special case;
+S = I is the official posterior.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 from torch import nn
 
 from engine.inference import has_srgb_gaussian_head, head_output
 from utils.errors import UserError
-from utils.gaussian import loglike_loss, scaled_prior
+from utils.gaussian import PriorScale, loglike_loss, scaled_prior
 
 AUTO = "auto"
+# Bounds on the eigenvalues of S (how far the fit may shrink or widen the prior's spread).
 SCALE_BOUNDS = (0.05, 4.0)
-# The fit runs the model once on the centre of the first frames: enough pixels for one number.
+# The fit runs the model once on the centre of the first frames: enough pixels for six numbers.
 FIT_FRAMES = 8
 FIT_SIDE = 256
+_UPPER = torch.triu_indices(3, 3)
 
 
-def parse_prior_scale(text: str) -> float | None:
-    """A --prior_scale value: a positive number, or 'auto' (None: fit it on the input)."""
+def parse_prior_scale(text: str) -> PriorScale | None:
+    """A --prior_scale value: a positive number k, nine comma-separated numbers (a symmetric
+    positive-definite S, row by row, as `denoise.py` prints a fitted one), or 'auto' (None)."""
     if text == AUTO:
         return None
     try:
-        value = float(text)
+        values = [float(part) for part in text.split(",")]
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise UserError(f"--prior_scale: expected a positive number or auto, got '{text}'")
-    return value
+        values = []
+    if len(values) == 1 and math.isfinite(values[0]) and values[0] > 0:
+        return values[0]
+    if len(values) == 9 and all(math.isfinite(value) for value in values):
+        matrix = torch.tensor(values, dtype=torch.float64).view(3, 3)
+        if torch.allclose(matrix, matrix.T, atol=1e-6) and bool(torch.linalg.eigvalsh(matrix).min() > 0):
+            return matrix
+    raise UserError(f"--prior_scale: expected a positive number, nine numbers of a symmetric "
+                    f"positive-definite 3x3 matrix (comma-separated) or auto, got '{text}'")
 
 
-def fit_prior_scale_to_output(out: torch.Tensor, noisy: torch.Tensor, sigma: float) -> float:
-    """The k in SCALE_BOUNDS that minimises the Gaussian NLL of `noisy` under `scaled_prior(out, k)`."""
-    def nll(log_scale: float) -> float:
-        return float(loglike_loss(scaled_prior(out, math.exp(log_scale)), noisy, sigma))
+def format_prior_scale(scale: PriorScale) -> str:
+    """The text `parse_prior_scale` reads back: a number, or S row by row."""
+    if isinstance(scale, torch.Tensor):
+        return ",".join(f"{value:.4f}" for value in scale.flatten().tolist())
+    return f"{scale:.4f}"
 
-    low, high = (math.log(bound) for bound in SCALE_BOUNDS)
-    return math.exp(minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-3}).x)
+
+def _colour_matrix(params: torch.Tensor) -> torch.Tensor:
+    """S = exp(M) for the symmetric M whose upper triangle is `params` (6): always SPD, I at 0."""
+    upper = torch.zeros(3, 3, dtype=params.dtype).index_put((_UPPER[0], _UPPER[1]), params)
+    return torch.linalg.matrix_exp(upper + upper.triu(1).T)
+
+
+def _bounded(matrix: torch.Tensor) -> torch.Tensor:
+    """`matrix` with its eigenvalues clamped to SCALE_BOUNDS."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag(values.clamp(*SCALE_BOUNDS)) @ vectors.T
+
+
+def fit_prior_scale_to_output(out: torch.Tensor, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The SPD colour matrix S (3x3, float64) that minimises the Gaussian NLL of `noisy` under
+    `scaled_prior(out, S)`: L-BFGS on log S from S = I, gradients by autograd."""
+    out = out.detach()
+
+    def nll_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        tensor = torch.tensor(params, dtype=torch.float64, requires_grad=True)
+        loss = loglike_loss(scaled_prior(out, _colour_matrix(tensor)), noisy, sigma)
+        loss.backward()
+        return float(loss.detach()), tensor.grad.numpy().copy()
+
+    result = minimize(nll_and_gradient, np.zeros(6), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 100, "gtol": 1e-6})
+    return _bounded(_colour_matrix(torch.from_numpy(result.x)))
 
 
 def fit_prior_scale(model: nn.Module, seqn: torch.Tensor, sigma: float,
-                    frames: int = FIT_FRAMES, side: int = FIT_SIDE) -> float:
+                    frames: int = FIT_FRAMES, side: int = FIT_SIDE) -> torch.Tensor:
     """`fit_prior_scale_to_output` for the model's output on the centre side x side window of the
     first `frames` noisy frames (T,3,H,W) on [0, 1]; sigma on the [0, 1] scale."""
     if not has_srgb_gaussian_head(model):
@@ -61,4 +96,4 @@ def fit_prior_scale(model: nn.Module, seqn: torch.Tensor, sigma: float,
     model.eval()
     with torch.no_grad():
         out, noisy = head_output(model, seqn[:frames, :, top:top + side, left:left + side], sigma)
-        return fit_prior_scale_to_output(out.float(), noisy, float(sigma))
+    return fit_prior_scale_to_output(out.float(), noisy, float(sigma))

@@ -39,6 +39,8 @@ _BLOCK_PIXELS = {"cpu": (1 << 15) - 1}
 _DEFAULT_BLOCK_PIXELS = 1 << 24
 
 Channels = list[torch.Tensor]
+# A prior calibration: a number k or a 3x3 colour matrix S (`scaled_prior`).
+PriorScale = float | torch.Tensor
 
 
 class _LDL3:
@@ -180,12 +182,44 @@ def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Te
     return loss.to(torch.float64 if out.dtype == torch.float64 else torch.float32)
 
 
-def scaled_prior(out: torch.Tensor, scale: float) -> torch.Tensor:
-    """A network output (N,T,9,H,W) with its covariance factor A times `scale` (the prior
-    covariance A^T A times scale^2), the mean unchanged: engine/prior_scale.py calibrates it."""
-    if scale == 1.0:
-        return out
-    return torch.cat([out[:, :, :3], out[:, :, 3:] * scale], dim=2)
+def _rotate_rows(rows: list[Channels], keep: int, zero: int, column: int) -> None:
+    """One Givens rotation of rows `keep` and `zero` that zeroes rows[zero][column] (in place).
+
+    A rotation on the left keeps B^T B; hypot keeps it free of overflow and cancellation."""
+    a, b = rows[keep][column], rows[zero][column]
+    # A pair of zeros is left as it is (cos 1, sin 0), with finite gradients.
+    a = torch.where((a == 0) & (b == 0), torch.ones_like(a), a)
+    radius = torch.hypot(a, b)
+    cos, sin = a / radius, b / radius
+    top, bottom = rows[keep], rows[zero]
+    rows[keep] = [cos * x + sin * y for x, y in zip(top, bottom)]
+    rows[zero] = [cos * y - sin * x for x, y in zip(top, bottom)]
+
+
+def scaled_prior(out: torch.Tensor, scale: PriorScale) -> torch.Tensor:
+    """A network output (N,T,9,H,W) whose prior covariance A^T A becomes S^T A^T A S, the mean
+    unchanged: engine/prior_scale.py calibrates S on the video itself.
+
+    `scale` is a number k (S = k I: the factor times k) or a 3x3 matrix S. For a matrix the
+    dense factor A S is brought back to the official sparse layout by three Givens rotations on
+    the left (same covariance), so the closed-form loss and posterior apply unchanged.
+    """
+    if not isinstance(scale, torch.Tensor):
+        if scale == 1.0:
+            return out
+        return torch.cat([out[:, :, :3], out[:, :, 3:] * scale], dim=2)
+    if scale.shape != (3, 3):
+        raise ValueError(f"expected a number or a 3x3 colour matrix, got shape {tuple(scale.shape)}")
+    v = out[:, :, 3:9]
+    sparse = [[v[:, :, 0], v[:, :, 1], v[:, :, 2]], [v[:, :, 3], v[:, :, 4], None], [v[:, :, 5], None, None]]
+    matrix = scale.to(out)
+    rows = [[sum(entry * matrix[k, j] for k, entry in enumerate(row) if entry is not None) for j in range(3)]
+            for row in sparse]
+    _rotate_rows(rows, 0, 2, 2)
+    _rotate_rows(rows, 0, 1, 2)
+    _rotate_rows(rows, 1, 2, 1)
+    factor = [rows[0][0], rows[0][1], rows[0][2], rows[1][0], rows[1][1], rows[2][0]]
+    return torch.cat([out[:, :, :3], torch.stack(factor, dim=2)], dim=2)
 
 
 def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from engine.reversal import read_forward, repetitions_needed, states_readable
 from models import build_model
 from tests.models.test_stbn import VARIANTS
 from utils.errors import UserError
-from utils.gaussian import posterior_mean
+from utils.gaussian import posterior_mean, scaled_prior
 
 
 class _Tracked:
@@ -257,7 +257,8 @@ def test_the_raw_model_denoises_through_both_paths_with_its_mean():
 
 
 def test_prior_scale_scales_the_factor_on_both_paths(tiny_model):
-    """prior_scale k: the posterior of the output whose covariance factor is k times the model's."""
+    """prior_scale k: the posterior of the output whose covariance factor is k times the model's;
+    a colour matrix S: the posterior of the prior S^T A^T A S."""
     noisy = _moving_clip(4)
     nmap = torch.full_like(noisy, torch.tensor(SIGMA, dtype=torch.float32).item())
     with torch.no_grad():
@@ -270,3 +271,11 @@ def test_prior_scale_scales_the_factor_on_both_paths(tiny_model):
     assert torch.equal(full, expected)
     assert (bounded - full).abs().max().item() < 1e-5
     assert (full - denoise_sequence(tiny_model, noisy, SIGMA, memory="full")).abs().max().item() > 1e-3
+    # A colour matrix S: the posterior of `scaled_prior(out, S)`, the same on both memory paths.
+    matrix = torch.tensor([[0.6, 0.2, 0.0], [0.2, 1.1, -0.1], [0.0, -0.1, 0.3]], dtype=torch.float64)
+    expected = posterior_mean(scaled_prior(out, matrix), noisy[None], nmap[0, 0, 0, 0].item())[0].clamp(0, 1)
+    full = denoise_sequence(tiny_model, noisy, SIGMA, memory="full", prior_scale=matrix)
+    bounded = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded", prior_scale=matrix)
+    assert torch.equal(full, expected)
+    assert (bounded - full).abs().max().item() < 1e-5
+    assert (full - denoise_sequence(tiny_model, noisy, SIGMA, memory="full", prior_scale=0.4)).abs().max() > 1e-3

@@ -11,7 +11,7 @@ from benchmarks.gaussian_algebra import reference_loss as official_loss
 from benchmarks.gaussian_algebra import reference_posterior as official_posterior
 from benchmarks.gaussian_algebra import well_conditioned_output
 from tests.golden import load_golden
-from utils.gaussian import loglike_loss, posterior_mean
+from utils.gaussian import loglike_loss, posterior_mean, scaled_prior
 
 SIGMA = 30 / 255
 
@@ -135,3 +135,47 @@ def test_bfloat16_output_is_handled_in_float32():
     got = posterior_mean(low, noisy, SIGMA)
     assert got.dtype == torch.float32 and torch.equal(got, expected)
     assert loglike_loss(low, noisy, SIGMA).dtype == torch.float32
+
+
+def _prior_covariance(out: torch.Tensor) -> torch.Tensor:
+    """A^T A per pixel (..., 3, 3) of the official upper-left factor layout, built entry by entry."""
+    v = out[:, :, 3:9].movedim(2, -1)
+    factor = v.new_zeros(*v.shape[:-1], 3, 3)
+    for k, (row, col) in enumerate([(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]):
+        factor[..., row, col] = v[..., k]
+    return factor.transpose(-1, -2) @ factor
+
+
+def test_colour_matrix_prior_is_sparse_and_has_the_scaled_covariance():
+    """scaled_prior(out, S): same mean, a factor in the official layout whose A'^T A' = S^T A^T A S,
+    also where factor entries are exactly zero; S = k I equals scaling the factor by k."""
+    out, _ = _random_case(scale=1.0)
+    out = out.double()
+    out[0, 0, 3:9, 0, 0] = 0.0          # a zero factor
+    out[0, 0, 5, 1, 1] = 0.0            # zero pairs in the rotations
+    out[0, 0, 8, 2, 2] = 0.0
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    matrix = q @ torch.diag(torch.tensor([0.2, 0.9, 1.7], dtype=torch.float64)) @ q.T
+    scaled = scaled_prior(out, matrix)
+    assert torch.equal(scaled[:, :, :3], out[:, :, :3])
+    expected = matrix.T @ _prior_covariance(out) @ matrix
+    assert (_prior_covariance(scaled) - expected).abs().max().item() < 1e-12
+    assert torch.equal(scaled_prior(out, 0.5)[:, :, 3:], 0.5 * out[:, :, 3:])
+    assert torch.allclose(_prior_covariance(scaled_prior(out, 0.5 * torch.eye(3, dtype=torch.float64))),
+                          _prior_covariance(scaled_prior(out, 0.5)), atol=1e-14)
+    noisy = torch.rand(out.shape[0], out.shape[1], 3, *out.shape[3:], dtype=torch.float64)
+    # The posterior of the sparse factor is the one of the dense covariance S^T A^T A S.
+    residual = (out[:, :, :3] - noisy).movedim(2, -1).unsqueeze(-1)
+    s = SIGMA ** 2 + 1e-5
+    system = expected + (s + 1e-5) * torch.eye(3, dtype=torch.float64)
+    by_hand = noisy + s * torch.linalg.solve(system, residual).squeeze(-1).movedim(-1, 2)
+    assert (posterior_mean(scaled, noisy, SIGMA) - by_hand).abs().max().item() < 1e-8
+
+
+def test_colour_matrix_gradient_is_finite_on_zero_factors():
+    """The calibration fits S by autograd through the rotations: zero pairs must not give NaN."""
+    out, noisy = _random_case()
+    out[0, 0, 3:9, 0, 0] = 0.0
+    matrix = torch.eye(3, dtype=torch.float64).requires_grad_(True)
+    loglike_loss(scaled_prior(out.double(), matrix), noisy.double(), SIGMA).backward()
+    assert torch.isfinite(matrix.grad).all() and matrix.grad.abs().sum() > 0
