@@ -24,7 +24,7 @@ from tqdm import tqdm
 from engine.reversal import read_forward
 from models.head import gaussian_outputs
 from utils.errors import UserError, warn
-from utils.gaussian import PriorScale, posterior_mean, scaled_prior
+from utils.gaussian import PriorScale, posterior_mean
 from utils.gaussian_hetero import hetero_posterior_mean
 from utils.noise import PoissonGaussian
 
@@ -65,7 +65,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
     out-of-memory the one-pass path falls back to 'bounded' with a warning. `prior_scale` (a number
     k or a 3x3 colour matrix S) calibrates the sRGB prior's covariance before the posterior
-    (`scaled_prior`; 1 = official; engine/prior_scale.py).
+    (`utils.gaussian.scaled_prior`; 1 = official; engine/prior_scale.py).
     """
     if memory not in MEMORY_MODES:
         raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")
@@ -154,7 +154,7 @@ def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: N
     Gaussian posterior mean (closed form; prior calibrated by `prior_scale`), for other channel
     counts `raw_clean_estimate`."""
     if has_srgb_gaussian_head(model):
-        return posterior_mean(scaled_prior(out, prior_scale), noisy, sigma).clamp_(0.0, 1.0)
+        return posterior_mean(out, noisy, sigma, prior_scale).clamp_(0.0, 1.0)
     if isinstance(prior_scale, torch.Tensor) or prior_scale != 1.0:
         raise UserError("a prior scale applies to the sRGB covariance head only")
     return raw_clean_estimate(out, noisy, sigma).clamp(0.0, 1.0)

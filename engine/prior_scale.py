@@ -20,7 +20,7 @@ from torch import nn
 
 from engine.inference import has_srgb_gaussian_head, head_output
 from utils.errors import UserError
-from utils.gaussian import PriorScale, loglike_loss, scaled_prior
+from utils.gaussian import PriorScale, loglike_loss
 
 AUTO = "auto"
 # Bounds on the eigenvalues of S (how far the fit may shrink or widen the prior's spread).
@@ -76,7 +76,7 @@ def fit_prior_scale_to_output(out: torch.Tensor, noisy: torch.Tensor, sigma: flo
 
     def nll_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
         tensor = torch.tensor(params, dtype=torch.float64, requires_grad=True)
-        loss = loglike_loss(scaled_prior(out, _colour_matrix(tensor)), noisy, sigma)
+        loss = loglike_loss(out, noisy, sigma, _colour_matrix(tensor))
         loss.backward()
         return float(loss.detach()), tensor.grad.numpy().copy()
 

@@ -25,6 +25,7 @@ results. No per-pixel LAPACK call, and the algebra never runs in half precision.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 
@@ -91,16 +92,46 @@ class _LDL3:
         return [x0, x1, x2]
 
 
-def _nll_terms(out: torch.Tensor, noisy: torch.Tensor, variance: float) -> Channels:
+def _rotate_rows(rows: list[Channels], keep: int, zero: int, column: int) -> None:
+    """One Givens rotation of rows `keep` and `zero` that zeroes rows[zero][column] (in place).
+
+    A rotation on the left keeps B^T B; hypot keeps it free of overflow and cancellation."""
+    a, b = rows[keep][column], rows[zero][column]
+    # A pair of zeros is left as it is (cos 1, sin 0), with finite gradients.
+    a = torch.where((a == 0) & (b == 0), torch.ones_like(a), a)
+    radius = torch.hypot(a, b)
+    cos, sin = a / radius, b / radius
+    top, bottom = rows[keep], rows[zero]
+    rows[keep] = [cos * x + sin * y for x, y in zip(top, bottom)]
+    rows[zero] = [cos * y - sin * x for x, y in zip(top, bottom)]
+
+
+def _prior_factor(v: Channels, scale: PriorScale) -> Channels:
+    """The six factor entries of the calibrated prior S^T A^T A S (see `scaled_prior`)."""
+    if not isinstance(scale, torch.Tensor):
+        return v if scale == 1.0 else [entry * scale for entry in v]
+    if scale.shape != (3, 3):
+        raise ValueError(f"expected a number or a 3x3 colour matrix, got shape {tuple(scale.shape)}")
+    matrix = scale.to(v[0])
+    sparse = [[v[0], v[1], v[2]], [v[3], v[4], None], [v[5], None, None]]
+    rows = [[sum(entry * matrix[k, j] for k, entry in enumerate(row) if entry is not None) for j in range(3)]
+            for row in sparse]
+    _rotate_rows(rows, 0, 2, 2)
+    _rotate_rows(rows, 0, 1, 2)
+    _rotate_rows(rows, 1, 2, 1)
+    return [rows[0][0], rows[0][1], rows[0][2], rows[1][0], rows[1][1], rows[2][0]]
+
+
+def _nll_terms(out: torch.Tensor, noisy: torch.Tensor, variance: float, scale: PriorScale = 1.0) -> Channels:
     """Per pixel [r^T Sigma^-1 r, det Sigma]; channels on dim 1 of `out` (9) and `noisy` (3)."""
-    ldl = _LDL3([out[:, k] for k in range(3, 9)], variance + EPS)
+    ldl = _LDL3(_prior_factor([out[:, k] for k in range(3, 9)], scale), variance + EPS)
     return [ldl.mahalanobis([noisy[:, k] - out[:, k] for k in range(3)]), ldl.det3]
 
 
-def _posterior(out: torch.Tensor, noisy: torch.Tensor, variance: float) -> Channels:
+def _posterior(out: torch.Tensor, noisy: torch.Tensor, variance: float, scale: PriorScale = 1.0) -> Channels:
     """Per-pixel posterior mean [x0, x1, x2]: y + s (A^T A + (s + 1e-5) I)^-1 (mu - y)."""
     s = variance + EPS
-    ldl = _LDL3([out[:, k] for k in range(3, 9)], s + EPS)
+    ldl = _LDL3(_prior_factor([out[:, k] for k in range(3, 9)], scale), s + EPS)
     y = [noisy[:, k] for k in range(3)]
     step = ldl.solve([out[:, k] - y[k] for k in range(3)])
     return [y[k] + s * step[k] for k in range(3)]
@@ -160,11 +191,13 @@ def _block_pixels(device: torch.device) -> int:
     return _BLOCK_PIXELS.get(device.type, _DEFAULT_BLOCK_PIXELS)
 
 
-def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor,
+                 prior_scale: PriorScale = 1.0) -> torch.Tensor:
     """Gaussian negative log-likelihood of `noisy` (N,T,3,H,W) under `out` (N,T,9,H,W).
 
-    sigma is the noise std on the [0,1] scale: a float or one value per sample. Returns a scalar
-    (float32, or float64 for float64 input), differentiable with respect to `out`.
+    sigma is the noise std on the [0,1] scale: a float or one value per sample. `prior_scale`
+    calibrates the prior (`scaled_prior`; 1 = the model's own). Returns a scalar (float32, or
+    float64 for float64 input), differentiable with respect to `out` and a matrix `prior_scale`.
     """
     _check_shapes(out, noisy)
     variances = _variances(sigma, out.shape[0])
@@ -172,7 +205,8 @@ def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Te
     mahalanobis, determinants = 0.0, []
     with torch.autocast(out.device.type, enabled=False):
         for i, f, r in _blocks(out.shape, _block_pixels(out.device)):
-            maha, det = _in_float32(_nll_terms, out[i, f, :, r], noisy[i, f, :, r], variances[i], check)
+            maha, det = _in_float32(partial(_nll_terms, scale=prior_scale), out[i, f, :, r], noisy[i, f, :, r],
+                                    variances[i], check)
             mahalanobis = mahalanobis + maha.sum()
             determinants.append(det.reshape(-1))
         # One logarithm over the whole clip (a per-block log is slow and multi-threaded).
@@ -182,51 +216,13 @@ def loglike_loss(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Te
     return loss.to(torch.float64 if out.dtype == torch.float64 else torch.float32)
 
 
-def _rotate_rows(rows: list[Channels], keep: int, zero: int, column: int) -> None:
-    """One Givens rotation of rows `keep` and `zero` that zeroes rows[zero][column] (in place).
-
-    A rotation on the left keeps B^T B; hypot keeps it free of overflow and cancellation."""
-    a, b = rows[keep][column], rows[zero][column]
-    # A pair of zeros is left as it is (cos 1, sin 0), with finite gradients.
-    a = torch.where((a == 0) & (b == 0), torch.ones_like(a), a)
-    radius = torch.hypot(a, b)
-    cos, sin = a / radius, b / radius
-    top, bottom = rows[keep], rows[zero]
-    rows[keep] = [cos * x + sin * y for x, y in zip(top, bottom)]
-    rows[zero] = [cos * y - sin * x for x, y in zip(top, bottom)]
-
-
-def scaled_prior(out: torch.Tensor, scale: PriorScale) -> torch.Tensor:
-    """A network output (N,T,9,H,W) whose prior covariance A^T A becomes S^T A^T A S, the mean
-    unchanged: engine/prior_scale.py calibrates S on the video itself.
-
-    `scale` is a number k (S = k I: the factor times k) or a 3x3 matrix S. For a matrix the
-    dense factor A S is brought back to the official sparse layout by three Givens rotations on
-    the left (same covariance), so the closed-form loss and posterior apply unchanged.
-    """
-    if not isinstance(scale, torch.Tensor):
-        if scale == 1.0:
-            return out
-        return torch.cat([out[:, :, :3], out[:, :, 3:] * scale], dim=2)
-    if scale.shape != (3, 3):
-        raise ValueError(f"expected a number or a 3x3 colour matrix, got shape {tuple(scale.shape)}")
-    v = out[:, :, 3:9]
-    sparse = [[v[:, :, 0], v[:, :, 1], v[:, :, 2]], [v[:, :, 3], v[:, :, 4], None], [v[:, :, 5], None, None]]
-    matrix = scale.to(out)
-    rows = [[sum(entry * matrix[k, j] for k, entry in enumerate(row) if entry is not None) for j in range(3)]
-            for row in sparse]
-    _rotate_rows(rows, 0, 2, 2)
-    _rotate_rows(rows, 0, 1, 2)
-    _rotate_rows(rows, 1, 2, 1)
-    factor = [rows[0][0], rows[0][1], rows[0][2], rows[1][0], rows[1][1], rows[2][0]]
-    return torch.cat([out[:, :, :3], torch.stack(factor, dim=2)], dim=2)
-
-
-def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.Tensor,
+                   prior_scale: PriorScale = 1.0) -> torch.Tensor:
     """Official posterior-mean post-processing: (N,T,9,H,W) + noisy (N,T,3,H,W) -> (N,T,3,H,W).
 
     Combines the blind-spot prior N(mu, A^T A) with the noisy pixel; not clamped. Returned in
-    float32 (float64 for float64 input).
+    float32 (float64 for float64 input). `prior_scale` calibrates the prior, block by block
+    (`scaled_prior`; 1 = official).
     """
     _check_shapes(out, noisy)
     variances = _variances(sigma, out.shape[0])
@@ -235,7 +231,21 @@ def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.
     check = _needs_check(out, noisy)
     with torch.autocast(out.device.type, enabled=False):
         for i, f, r in _blocks(out.shape, _block_pixels(out.device)):
-            channels = _in_float32(_posterior, out[i, f, :, r], noisy[i, f, :, r], variances[i], check)
+            channels = _in_float32(partial(_posterior, scale=prior_scale), out[i, f, :, r], noisy[i, f, :, r],
+                                   variances[i], check)
             for k, value in enumerate(channels):
                 result[i, f, k, r] = value
     return result
+
+
+def scaled_prior(out: torch.Tensor, scale: PriorScale) -> torch.Tensor:
+    """A network output (N,T,9,H,W) whose prior covariance A^T A becomes S^T A^T A S, the mean
+    unchanged: engine/prior_scale.py calibrates S on the video itself.
+
+    `scale` is a number k (S = k I: the factor times k) or a 3x3 matrix S. For a matrix the
+    dense factor A S is brought back to the official sparse layout by three Givens rotations on
+    the left (same covariance), so the closed-form loss and posterior apply unchanged; they take
+    `prior_scale` themselves and calibrate block by block, without this whole-clip copy.
+    """
+    factor = _prior_factor([out[:, :, k] for k in range(3, 9)], scale)
+    return torch.cat([out[:, :, :3], torch.stack(factor, dim=2)], dim=2)

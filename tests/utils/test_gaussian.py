@@ -170,6 +170,9 @@ def test_colour_matrix_prior_is_sparse_and_has_the_scaled_covariance():
     system = expected + (s + 1e-5) * torch.eye(3, dtype=torch.float64)
     by_hand = noisy + s * torch.linalg.solve(system, residual).squeeze(-1).movedim(-1, 2)
     assert (posterior_mean(scaled, noisy, SIGMA) - by_hand).abs().max().item() < 1e-8
+    # The block-by-block calibration inside the loss and the posterior is the same computation.
+    assert torch.equal(posterior_mean(out, noisy, SIGMA, prior_scale=matrix), posterior_mean(scaled, noisy, SIGMA))
+    assert torch.equal(loglike_loss(out, noisy, SIGMA, prior_scale=matrix), loglike_loss(scaled, noisy, SIGMA))
 
 
 def test_colour_matrix_gradient_is_finite_on_zero_factors():
@@ -177,5 +180,5 @@ def test_colour_matrix_gradient_is_finite_on_zero_factors():
     out, noisy = _random_case()
     out[0, 0, 3:9, 0, 0] = 0.0
     matrix = torch.eye(3, dtype=torch.float64).requires_grad_(True)
-    loglike_loss(scaled_prior(out.double(), matrix), noisy.double(), SIGMA).backward()
+    loglike_loss(out.double(), noisy.double(), SIGMA, prior_scale=matrix).backward()
     assert torch.isfinite(matrix.grad).all() and matrix.grad.abs().sum() > 0
