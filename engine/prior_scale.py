@@ -64,9 +64,11 @@ def _colour_matrix(params: torch.Tensor) -> torch.Tensor:
 
 
 def _bounded(matrix: torch.Tensor) -> torch.Tensor:
-    """`matrix` with its eigenvalues clamped to SCALE_BOUNDS."""
+    """`matrix` with its eigenvalues clamped to SCALE_BOUNDS, exactly symmetric (so that its
+    printed entries read back as a symmetric matrix)."""
     values, vectors = torch.linalg.eigh(matrix)
-    return vectors @ torch.diag(values.clamp(*SCALE_BOUNDS)) @ vectors.T
+    bounded = vectors @ torch.diag(values.clamp(*SCALE_BOUNDS)) @ vectors.T
+    return (bounded + bounded.T) / 2
 
 
 def fit_prior_scale_to_output(out: torch.Tensor, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
