@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stbn_minutes", type=float, default=10.0, help="CPU training budget per clip")
     p.add_argument("--stbn_clips", nargs="+", help="clips with STBN rows (default: all --clips)")
     p.add_argument("--finetune_steps", type=int, default=10, help="fine-tuning iterations per clip and sigma")
+    p.add_argument("--only", nargs="+", metavar="WORDS",
+                   help="run only the methods whose name contains one of these (e.g. 'denoise.py' NLM)")
     p.add_argument("--no_install", action="store_true", help="never pip-install optional packages")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: carphone 64x64, 6 frames, sigma 30, no BM4D, no STBN")
@@ -200,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                     lambda x: stbn_finetune_denoise(load_small_stbn(ckpt, config), x, unit_sigma(sigma),
                                                     args.finetune_steps, config),
                     {"finetune_steps": args.finetune_steps})
+            if args.only:
+                methods = {name: method for name, method in methods.items() if any(w in name for w in args.only)}
             outputs = {}
             for method, (denoise, parameters) in methods.items():
                 outputs[method], seconds = timed(lambda: denoise(noisy), args.repeats)
@@ -229,10 +233,13 @@ def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[
 
     from benchmarks.stbn_rows import SmallSTBN, stbn_denoise, stbn_finetune_denoise
     from engine.denoiser import DEFAULT_MODEL_FILE, load_denoiser
+    from engine.finetune import DEFAULT_MODEL_FINETUNE_STEPS, VIDEO_BATCH_SIZE, VIDEO_PATCH_SIZE, VIDEO_TRAIN_LENGTH
     from utils.noise_estimate import estimate_noise_sigma
 
     def model() -> torch.nn.Module:
         return load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))[0]
+
+    crops = SmallSTBN(batch_size=VIDEO_BATCH_SIZE, patch_size=VIDEO_PATCH_SIZE, train_length=VIDEO_TRAIN_LENGTH)
 
     rows = {
         "STBN default model": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma)), {"sigma": "given"}),
@@ -240,14 +247,19 @@ def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[
                                            {"sigma": "estimated"}),
         "STBN default model, prior scale auto": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma), None),
                                                  {"sigma": "given", "prior_scale": "fitted"}),
-        "STBN default model, sigma + prior scale auto (denoise.py)": (
+        "STBN default model, sigma + prior scale auto": (
             lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x), None),
             {"sigma": "estimated", "prior_scale": "fitted"}),
+        f"STBN default model as denoise.py runs it (sigma auto, finetune {DEFAULT_MODEL_FINETUNE_STEPS}, "
+        "prior scale auto)": (
+            lambda x: stbn_finetune_denoise(model(), x, estimate_noise_sigma(x), DEFAULT_MODEL_FINETUNE_STEPS,
+                                            crops, None),
+            {"sigma": "estimated", "finetune_steps": DEFAULT_MODEL_FINETUNE_STEPS, "prior_scale": "fitted"}),
     }
     for prior_scale, label in ((1.0, ""), (None, ", prior scale auto")):
         rows[f"STBN default model + finetune {finetune_steps}{label}"] = (
             lambda x, scale=prior_scale: stbn_finetune_denoise(model(), x, unit_sigma(sigma), finetune_steps,
-                                                               SmallSTBN(), scale),
+                                                               crops, scale),
             {"finetune_steps": finetune_steps, "prior_scale": "fitted" if prior_scale is None else 1.0})
     return rows
 

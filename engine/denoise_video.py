@@ -28,7 +28,13 @@ from engine.denoiser import (
     resolve_device,
     save_denoiser,
 )
-from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
+from engine.finetune import (
+    DEFAULT_MODEL_FINETUNE_STEPS,
+    VIDEO_BATCH_SIZE,
+    VIDEO_PATCH_SIZE,
+    VIDEO_TRAIN_LENGTH,
+    finetune_on_video,
+)
 from engine.inference import MEMORY_MODES, checked_frames
 from engine.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, format_prior_scale, parse_prior_scale
 from utils.errors import UserArgumentParser, UserError, int_in_range, warn
@@ -113,13 +119,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     tune = p.add_argument_group("per-video fine-tuning (self-supervised, on the input itself)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty output folder (its frames are replaced, extra ones removed)")
-    tune.add_argument("--finetune", type=int_in_range(0, MAX_STEPS), default=0, metavar="N",
-                      help="Adam steps before denoising")
+    tune.add_argument("--finetune", type=int_in_range(0, MAX_STEPS), default=None, metavar="N",
+                      help=f"Adam steps before denoising (default: {DEFAULT_MODEL_FINETUNE_STEPS} with the default "
+                           "model, which keep its colour, about two minutes on a CPU; 0 with any other model)")
     tune.add_argument("--finetune_lr", type=float, default=1e-4)
-    tune.add_argument("--batch_size", type=int_in_range(1, 4096), default=4, help="clips per fine-tuning step")
-    tune.add_argument("--patch_size", type=int_in_range(1, 1 << 16), default=DEFAULT_PATCH_SIZE,
+    tune.add_argument("--batch_size", type=int_in_range(1, 4096), default=VIDEO_BATCH_SIZE,
+                      help="clips per fine-tuning step")
+    tune.add_argument("--patch_size", type=int_in_range(1, 1 << 16), default=VIDEO_PATCH_SIZE,
                       help="fine-tuning crop size")
-    tune.add_argument("--train_length", type=int_in_range(2, 1 << 16), default=DEFAULT_TRAIN_LENGTH,
+    tune.add_argument("--train_length", type=int_in_range(2, 1 << 16), default=VIDEO_TRAIN_LENGTH,
                       help="frames per clip")
     tune.add_argument("--seed", type=int_in_range(0, 2 ** 63 - 1), default=0, help="seed of the fine-tuning crops")
     tune.add_argument("--save_model", help="write the fine-tuned weights to this checkpoint")
@@ -135,6 +143,8 @@ def _validate(args: argparse.Namespace) -> float | None:
             raise UserError(f"the default model '{DEFAULT_MODEL_FILE}' is missing (it ships with the repository); "
                             "restore it with git or pass --model_file")
         args.model_file = str(DEFAULT_MODEL_FILE)
+    if args.finetune is None:
+        args.finetune = DEFAULT_MODEL_FINETUNE_STEPS if _is_default_model(args.model_file) else 0
     if args.finetune < 0:
         raise UserError(f"--finetune must be 0 or more iterations, got {args.finetune}")
     for name in ("batch_size", "patch_size", "train_length"):
@@ -156,6 +166,10 @@ def _validate(args: argparse.Namespace) -> float | None:
         raise UserError(f"-o/--output '{output}' is a folder that is not empty; pass --overwrite to replace "
                         "its frames (frames beyond the new video's length are removed), or choose an empty folder")
     return sigma
+
+
+def _is_default_model(model_file: str) -> bool:
+    return Path(model_file).resolve() == DEFAULT_MODEL_FILE.resolve()
 
 
 def estimated_sigma(stored: np.ndarray) -> float:
@@ -188,6 +202,7 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     raw_only = [f"--{name}" for name in ("iso", "black", "white", "preview") if getattr(args, name) is not None]
     if raw_only or args.bayer_pattern != "GBRG":
         raise UserError(f"{(raw_only or ['--bayer_pattern'])[0]} applies to raw video only: add --raw")
+    finetune_by_default = args.finetune is None
     given = _validate(args)
     prior_scale = parse_prior_scale(args.prior_scale or AUTO)
     device = resolve_device(args.device)
@@ -197,6 +212,13 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     sigma = unit_sigma(given if given is not None else estimated_sigma(stored))
     frames = VideoFrames(stored)
     losses: list[float] = []
+    if finetune_by_default and args.finetune:
+        if len(frames) < 2 and not args.save_model:
+            print("a single frame: no fine-tuning (it needs a video)", flush=True)
+            args.finetune = 0
+        else:
+            print(f"fine-tuning the default model on the input for {args.finetune} steps, as it does unless told "
+                  "otherwise (it keeps the video's colour; --finetune 0 skips it)", flush=True)
     if args.finetune:
         losses = finetune_on_video(model, frames.rgb_uint8(), sigma, args.finetune, lr=args.finetune_lr,
                                    batch_size=args.batch_size, patch_size=args.patch_size,
@@ -215,7 +237,8 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
-    return {"output": path, "frames": len(frames), "fps": fps, "finetune_losses": losses, "prior_scale": prior_scale}
+    return {"output": path, "frames": len(frames), "fps": fps, "finetune_steps": args.finetune,
+            "finetune_losses": losses, "prior_scale": prior_scale}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,3 +157,26 @@ def test_bad_prior_scale_is_one_line(files, argv, message, capsys):
                        *TINY, *argv])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0]
+
+
+def test_only_the_default_model_finetunes_by_default(files, capsys, monkeypatch):
+    """No --finetune: the default model trains on the input with the video crops first (what keeps
+    its colour, tests/test_default_model.py); a user's checkpoint and a single frame do not."""
+    import engine.denoise_video as cli
+    calls = []
+    monkeypatch.setattr(cli, "finetune_on_video", lambda model, frames, sigma, steps, **options:
+                        calls.append((steps, frames.shape, options)) or [0.0])
+    root = files["root"]
+    assert main([str(files["video"]), "-o", str(root / "user.mp4"), "--model_file", str(files["ckpt"]), *TINY,
+                 "--sigma", "30"]) == 0
+    assert calls == [] and "fine-tuning" not in capsys.readouterr().out
+    assert main([str(files["video"]), "-o", str(root / "default.mp4"), "--sigma", "30", "--device", "cpu"]) == 0
+    assert calls == [(160, (5, 3, 32, 48), {"lr": 1e-4, "batch_size": 2, "patch_size": 64, "train_length": 4,
+                                            "seed": 0})]
+    assert "fine-tuning the default model on the input for 160 steps" in capsys.readouterr().out
+    single = root / "single"
+    single.mkdir()
+    cv2.imwrite(str(single / "000.png"), read_video(files["video"])[0][0])
+    assert main([str(single), "-o", str(root / "single_out"), "--sigma", "30", "--device", "cpu"]) == 0
+    assert len(calls) == 1 and "a single frame: no fine-tuning" in capsys.readouterr().out
+    assert len(list((root / "single_out").iterdir())) == 1
