@@ -121,7 +121,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="write into a non-empty output folder (its frames are replaced, extra ones removed)")
     tune.add_argument("--finetune", type=int_in_range(0, MAX_STEPS), default=None, metavar="N",
                       help=f"Adam steps before denoising (default: {DEFAULT_MODEL_FINETUNE_STEPS} with the default "
-                           "model, which keep its colour, about two minutes on a CPU; 0 with any other model)")
+                           "model, which keeps its colour, about two minutes on a CPU; 0 with any other model)")
     tune.add_argument("--finetune_lr", type=float, default=1e-4)
     tune.add_argument("--batch_size", type=int_in_range(1, 4096), default=VIDEO_BATCH_SIZE,
                       help="clips per fine-tuning step")
