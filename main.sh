@@ -54,5 +54,5 @@ LOG_DIR=logs/builtin
   --num_channels 16 --num_resblocks 2 --patch_size 64 --train_length 6 --batch_size 4 \
   --patches_per_epoch 160 --epochs "$EPOCHS" --lr 1e-3 --milestones 4 5 --gamma 0.5 \
   --noise_ival 30 30 --val_noiseL 30 --val_max_frames 6 --print_every 20 --log_dir "$LOG_DIR"
-"$PY" -m engine.report_builtin --model_file "$LOG_DIR/ckpt_e$EPOCHS.pth" --builtin bikes --sigma 30 \
+"$PY" -m engine.commands.report_builtin --model_file "$LOG_DIR/ckpt_e$EPOCHS.pth" --builtin bikes --sigma 30 \
   --device cpu --output_png "$LOG_DIR/side_by_side.png" --results_json "$LOG_DIR/report.json"

@@ -2,9 +2,9 @@
 
     python sRGB_test.py --model_file logs/pretrained.pth --test_path /data/Set8 --noise_sigmas 10 20 30 40 50
 
-See engine/evaluate.py for the protocol and `--help` for the options.
+See engine/commands/evaluate.py for the protocol and `--help` for the options.
 """
-from engine.evaluate import main
+from engine.commands.evaluate import main
 from utils.errors import run_cli
 
 if __name__ == "__main__":

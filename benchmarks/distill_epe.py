@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import run_record  # noqa: E402
 from datasets.builtin import builtin_split  # noqa: E402
-from engine.distill import NORM_WEIGHT, STUDENT_INITS, he_init_  # noqa: E402
-from engine.train import build_arg_parser as train_parser  # noqa: E402
-from engine.train import seed_epoch, train  # noqa: E402
+from engine.train.distill import NORM_WEIGHT, STUDENT_INITS, he_init_  # noqa: E402
+from engine.train.loop import build_arg_parser as train_parser  # noqa: E402
+from engine.train.loop import seed_epoch, train  # noqa: E402
 from models.flow import dis_flow, make_flow_fn, pair_flows, zero_flow  # noqa: E402
 from models.pwc import PWCNet  # noqa: E402
 from utils.noise import add_test_noise, unit_sigma  # noqa: E402

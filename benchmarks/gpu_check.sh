@@ -75,7 +75,7 @@ fi
 
 step "GPU-marked tests" "$PY" -m pytest -q -rs -m gpu tests
 step "model speed (float32 and bf16)" "$PY" -m benchmarks.model_speed --device "$DEV" "${SPEED[@]}"
-if "$PY" -c "import sys, torch; from engine.train_step import amp_supported; sys.exit(0 if amp_supported(torch.device('$DEV')) else 1)"; then
+if "$PY" -c "import sys, torch; from engine.train.step import amp_supported; sys.exit(0 if amp_supported(torch.device('$DEV')) else 1)"; then
   step "bf16 PSNR change" "$PY" -m benchmarks.precision --device "$DEV" "${PRECISION[@]}"
 else
   note ""; note "=== bf16 PSNR change: skipped (bf16 is not native on this $DEV)"

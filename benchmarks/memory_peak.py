@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from engine.inference import DEFAULT_STATE_BUDGET
+from engine.inference.sequence import DEFAULT_STATE_BUDGET
 from utils.noise import unit_sigma
 
 MIB = 1024 * 1024
@@ -41,7 +41,7 @@ def run_case(frames: int, height: int, width: int, channels: int, path: str, flo
              state_budget: int, device: str = "cpu") -> dict:
     """Denoise one random clip in this process; returns its timings and memory peaks (host RSS,
     and the CUDA allocator's peak on a GPU). The noisy clip stays in host memory, as in evaluation."""
-    from engine.inference import denoise_frames, stored_states
+    from engine.inference.sequence import denoise_frames, stored_states
     from models import build_model
 
     torch.manual_seed(0)

@@ -16,9 +16,9 @@ import torch
 
 from datasets.builtin import builtin_split
 from datasets.eval_sequences import to_unit_float
-from engine.denoiser import load_denoiser, resolve_device
-from engine.inference import denoise_sequence
-from engine.train_step import amp_supported
+from engine.inference.loading import load_denoiser, resolve_device
+from engine.inference.sequence import denoise_sequence
+from engine.train.step import amp_supported
 from models import build_model
 from utils.errors import UserError
 from utils.metrics import sequence_psnr

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if stbn_clips:
         notes.append(f"STBN small = {config}; trained with sRGB_train_bsn.py --builtin CLIP (sigma 5-55, "
                      f"DIS flow: no PWC-Net weights offline) for a {args.stbn_minutes:g}-minute CPU budget; "
-                     f"'+ finetune' adds {args.finetune_steps} steps of engine.finetune on the noisy clip "
+                     f"'+ finetune' adds {args.finetune_steps} steps of engine.train.finetune on the noisy clip "
                      "(uint8, as denoise.py --finetune); its seconds include the fine-tuning.")
 
     rows = []
@@ -228,12 +228,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[Denoiser, dict]]:
-    """Rows of the shipped default model (engine.denoiser.DEFAULT_MODEL_FILE) at one sigma (0-255)."""
+    """Rows of the shipped default model (engine.inference.loading.DEFAULT_MODEL_FILE) at one sigma (0-255)."""
     import torch
 
     from benchmarks.stbn_rows import SmallSTBN, stbn_denoise, stbn_finetune_denoise
-    from engine.denoiser import DEFAULT_MODEL_FILE, load_denoiser
-    from engine.finetune import DEFAULT_MODEL_FINETUNE_STEPS, VIDEO_BATCH_SIZE, VIDEO_PATCH_SIZE, VIDEO_TRAIN_LENGTH
+    from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser
+    from engine.train.finetune import (
+        DEFAULT_MODEL_FINETUNE_STEPS,
+        VIDEO_BATCH_SIZE,
+        VIDEO_PATCH_SIZE,
+        VIDEO_TRAIN_LENGTH,
+    )
     from utils.noise_estimate import estimate_noise_sigma
 
     def model() -> torch.nn.Module:

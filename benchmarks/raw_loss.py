@@ -2,7 +2,7 @@
 
 Both runs train the same small raw STBN with `CRVD_train.py --builtin CLIP` (simulated raw: the
 official per-ISO Poisson-Gaussian noise) with identical settings and steps, differing only in
-`--raw_loss`; both checkpoints are then scored by `CRVD_test.py`'s protocol (engine/evaluate_raw.py:
+`--raw_loss`; both checkpoints are then scored by `CRVD_test.py`'s protocol (engine/commands/evaluate_raw.py:
 per-ISO raw PSNR/SSIM, clamp, packed channels, data_range 1). Writes a table and
 `raw_loss.json` (with the commit and machine) into --out.
 
@@ -24,10 +24,10 @@ import torch
 from benchmarks.common import REPO_ROOT, run_record
 from datasets.crvd import ISOS, CRVDTestDataset
 from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
-from engine.denoiser import load_denoiser
-from engine.evaluate_raw import evaluate_crvd
-from engine.train import train
-from engine.train_raw import build_arg_parser, raw_data
+from engine.commands.evaluate_raw import evaluate_crvd
+from engine.inference.loading import load_denoiser
+from engine.train.loop import train
+from engine.train.raw import build_arg_parser, raw_data
 from utils.checkpoint import latest_checkpoint
 
 

@@ -5,7 +5,7 @@ Training goes through the documented CLI (`sRGB_train_bsn.py --builtin CLIP`), o
 each rerun with `--epochs N+1` resumes from the newest checkpoint, so the budget is honoured at
 epoch granularity (no epoch starts that is expected to end past it) and every checkpoint is a
 complete one. Evaluation and fine-tuning use the library functions behind `sRGB_test.py` and
-`denoise.py --finetune` (`engine.denoiser`, `engine.inference`, `engine.finetune`) so that the
+`denoise.py --finetune` (`engine.inference.loading`, `engine.inference.sequence`, `engine.train.finetune`) so that the
 network sees exactly the same unclipped noisy tensor as the other methods.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ import torch
 from benchmarks.classical import to_uint8
 from benchmarks.common import REPO_ROOT
 from benchmarks.scoring import to_tchw, to_thwc
-from engine.denoiser import load_denoiser
-from engine.finetune import finetune_on_video
-from engine.inference import denoise_sequence
-from engine.prior_scale import fit_prior_scale
+from engine.inference.loading import load_denoiser
+from engine.inference.prior_scale import fit_prior_scale
+from engine.inference.sequence import denoise_sequence
+from engine.train.finetune import finetune_on_video
 from utils.checkpoint import latest_checkpoint
 from utils.gaussian import PriorScale
 
@@ -83,7 +83,7 @@ def load_small_stbn(checkpoint: Path, config: SmallSTBN) -> torch.nn.Module:
 def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float,
                  prior_scale: PriorScale | None = 1.0) -> np.ndarray:
     """Posterior mean of a (T,H,W,3) noisy clip; `sigma` on [0, 1]; `prior_scale` None = fitted
-    to the clip (engine/prior_scale.py), 1 = the official posterior."""
+    to the clip (engine/inference/prior_scale.py), 1 = the official posterior."""
     seqn = to_tchw(noisy)
     if prior_scale is None:
         prior_scale = fit_prior_scale(model, seqn, sigma)

@@ -1,7 +1,7 @@
 """Training speed: one STBN training step, ours vs the official layout, and the data loader alone.
 
 A step is what training does per batch: forward over the noisy clips, loss, backward, gradient
-clipping at 1, Adam. "ours" is `engine.train_step.train_step` (channels-last, output stage in
+clipping at 1, Adam. "ours" is `engine.train.step.train_step` (channels-last, output stage in
 batches, closed-form Gaussian loss); "official layout" runs the same network as the authors' code
 does (NCHW, output stage one frame at a time, per-pixel torch.inverse / torch.det loss). Both start
 from the same weights and batch; their first losses are printed to show they compute the same
@@ -30,8 +30,8 @@ from benchmarks.model_speed import CONFIGS, count_flops
 from benchmarks.timing import summary, time_calls
 from datasets.builtin import builtin_split
 from datasets.train_clips import TrainClipDataset
-from engine.denoiser import resolve_device
-from engine.train_step import GRAD_CLIP_NORM, compute_loss, train_step, training_amp_supported
+from engine.inference.loading import resolve_device
+from engine.train.step import GRAD_CLIP_NORM, compute_loss, train_step, training_amp_supported
 from models import build_model
 from utils.errors import UserError
 from utils.noise import add_train_noise, sample_train_sigma, unit_sigma

@@ -8,7 +8,7 @@ The whole model is two methods and their schedule:
 - `reconstruct` merges the forward and backward states of a frame (SRFE or another registered
   direction fusion) and applies the Gaussian head: mean and covariance factor (utils/gaussian.py).
 `forward` runs the forward direction over the clip, then the backward one, reconstructing frames
-as their two states exist; the bounded-memory denoiser (engine/inference.py) runs the very same
+as their two states exist; the bounded-memory denoiser (engine/inference/sequence.py) runs the very same
 calls in another order. Memory policy (row bands, output chunks) is passed in as arguments.
 
 The maths equals the official `bdc_2_unify.forward_training` / `forward_testing`. Attribute names

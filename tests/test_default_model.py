@@ -11,8 +11,8 @@ import torch
 
 from datasets.builtin import builtin_split
 from datasets.video_io import read_video, write_video
-from engine.denoiser import DEFAULT_MODEL_FILE, load_denoiser
-from engine.inference import denoise_sequence
+from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser
+from engine.inference.sequence import denoise_sequence
 from tests.engine.synthetic import REPO_ROOT
 from utils.checkpoint import load_checkpoint
 
@@ -61,7 +61,7 @@ def test_denoise_py_keeps_colour_on_a_colourful_held_out_clip(tmp_path):
     """`denoise.py in -o out` as it runs with no other argument (sigma estimated, 160 fine-tuning steps
     on the input, fitted prior): the output's colourfulness within the tolerance of the clean clip's,
     and more than 1 dB sharper than the same run without the fine-tuning."""
-    from engine.denoise_video import build_arg_parser, denoise_video
+    from engine.commands.denoise_video import build_arg_parser, denoise_video
     from utils.metrics import sequence_psnr
     clean, noisy = noisy_carphone()
     write_video(tmp_path / "noisy", noisy, 25.0)

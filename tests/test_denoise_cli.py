@@ -11,8 +11,8 @@ import torch
 
 from datasets.builtin import builtin_clip
 from datasets.video_io import read_video, write_video
-from engine.denoise_video import VideoFrames, main, to_stored_format
-from engine.denoiser import load_denoiser
+from engine.commands.denoise_video import VideoFrames, main, to_stored_format
+from engine.inference.loading import load_denoiser
 from models import build_model
 from tests.engine.synthetic import REPO_ROOT
 from utils.checkpoint import add_module_prefix, extract_state_dict, load_checkpoint, save_checkpoint
@@ -128,8 +128,8 @@ def test_sigma_auto_is_the_default_and_prints_the_estimate(files, capsys):
 
 
 def test_prior_scale_auto_by_default_and_one_is_the_official_posterior(files, capsys):
-    from engine.inference import denoise_sequence
-    from engine.prior_scale import fit_prior_scale, parse_prior_scale
+    from engine.inference.prior_scale import fit_prior_scale, parse_prior_scale
+    from engine.inference.sequence import denoise_sequence
     noisy, _ = read_video(files["gray"])
     model, _ = load_denoiser(files["ckpt"], torch.device("cpu"), num_channels=8, num_resblocks=2)
     frames = VideoFrames(noisy)
@@ -162,7 +162,7 @@ def test_bad_prior_scale_is_one_line(files, argv, message, capsys):
 def test_only_the_default_model_finetunes_by_default(files, capsys, monkeypatch):
     """No --finetune: the default model trains on the input with the video crops first (what keeps
     its colour, tests/test_default_model.py); a user's checkpoint and a single frame do not."""
-    import engine.denoise_video as cli
+    import engine.commands.denoise_video as cli
     calls = []
     monkeypatch.setattr(cli, "finetune_on_video", lambda model, frames, sigma, steps, **options:
                         calls.append((steps, frames.shape, options)) or [0.0])

@@ -9,10 +9,10 @@ import torch
 from datasets.crvd import CLEAN_NAME, NOISY_NAME, CRVDTestDataset, layout_dir, noise_parameters
 from datasets.simulated_raw import write_simulated_crvd
 from datasets.video_io import read_video
-from engine.denoise_raw import from_gbrg, to_gbrg
-from engine.denoise_video import build_arg_parser, denoise_video
-from engine.denoiser import load_denoiser, save_denoiser
-from engine.inference import denoise_sequence
+from engine.commands.denoise_raw import from_gbrg, to_gbrg
+from engine.commands.denoise_video import build_arg_parser, denoise_video
+from engine.inference.loading import load_denoiser, save_denoiser
+from engine.inference.sequence import denoise_sequence
 from models import build_model
 from utils.errors import UserError
 from utils.noise import PoissonGaussian

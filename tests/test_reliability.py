@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-import engine.denoise_video as denoise_cli
-import engine.evaluate as evaluate_cli
-import engine.train as train_cli
+import engine.commands.denoise_video as denoise_cli
+import engine.commands.evaluate as evaluate_cli
+import engine.train.loop as train_cli
 import utils.checkpoint as checkpoint_module
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
 from tests.test_robustness import TINY, cli, temp_files, the_error
@@ -380,7 +380,7 @@ def test_a_log_dir_inside_the_training_data_is_refused(inputs, tmp_path, capsys)
 def test_non_finite_weights_are_never_saved(inputs, tmp_path, capsys, monkeypatch):
     """Weights that went bad during an epoch stop training before its checkpoint is written."""
     argv, log = _trained(tmp_path, inputs)
-    from engine.train_task import SrgbTask
+    from engine.train.tasks import SrgbTask
     real_validate = SrgbTask.validate
 
     def poisoning(self, model, *args):

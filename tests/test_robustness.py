@@ -23,9 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
-import engine.denoise_video as denoise_cli
-import engine.evaluate as evaluate_cli
-import engine.train as train_cli
+import engine.commands.denoise_video as denoise_cli
+import engine.commands.evaluate as evaluate_cli
+import engine.train.loop as train_cli
 from datasets.video_io import read_video, write_video
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, tiny_argv
 from utils import errors

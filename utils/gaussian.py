@@ -240,7 +240,7 @@ def posterior_mean(out: torch.Tensor, noisy: torch.Tensor, sigma: float | torch.
 
 def scaled_prior(out: torch.Tensor, scale: PriorScale) -> torch.Tensor:
     """A network output (N,T,9,H,W) whose prior covariance A^T A becomes S^T A^T A S, the mean
-    unchanged: engine/prior_scale.py calibrates S on the video itself.
+    unchanged: engine/inference/prior_scale.py calibrates S on the video itself.
 
     `scale` is a number k (S = k I: the factor times k) or a 3x3 matrix S. For a matrix the
     dense factor A S is brought back to the official sparse layout by three Givens rotations on

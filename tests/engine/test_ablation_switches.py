@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.denoise_video import build_arg_parser as denoise_parser
-from engine.denoiser import checkpoint_config, load_denoiser, save_denoiser
-from engine.evaluate import build_arg_parser as evaluate_parser
-from engine.train import build_arg_parser, train, validate_args
-from engine.train_args import model_config_from_args
+from engine.commands.denoise_video import build_arg_parser as denoise_parser
+from engine.commands.evaluate import build_arg_parser as evaluate_parser
+from engine.inference.loading import checkpoint_config, load_denoiser, save_denoiser
+from engine.train.args import model_config_from_args
+from engine.train.loop import build_arg_parser, train, validate_args
 from models import StbnConfig, build_model
 from models.fusion_pixelwise import PixelwiseDirectionFusion
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.denoiser import choose_flow_source, load_denoiser
-from engine.train import build_arg_parser, train
+from engine.inference.loading import choose_flow_source, load_denoiser
+from engine.train.loop import build_arg_parser, train
 from models import build_model
 from models.pwc import PWCNet, load_pwc_weights
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
@@ -101,7 +101,7 @@ def test_training_resumed_from_an_authors_checkpoint_keeps_pwc_alignment(tmp_pat
 
 def test_bdc_flow_trains_at_fixed_sigma_30_unless_told(tmp_path):
     parse = build_arg_parser().parse_args
-    from engine.train import validate_args
+    from engine.train.loop import validate_args
     for model, expected in (("bdc_flow", [30.0, 30.0]), ("bdc_2_unify", [5.0, 55.0])):
         args = parse(["--builtin", "bikes", "--model", model, "--log_dir", str(tmp_path / model)])
         validate_args(args)
@@ -112,8 +112,8 @@ def test_bdc_flow_trains_at_fixed_sigma_30_unless_told(tmp_path):
 
 
 def test_export_keeps_what_denoising_needs_and_drops_the_rest(tmp_path):
-    from engine.export_denoiser import main as export_main
-    from engine.inference import denoise_sequence
+    from engine.commands.export_denoiser import main as export_main
+    from engine.inference.sequence import denoise_sequence
     train_dir = make_sequence_folders(tmp_path / "train")
     run = train(build_arg_parser().parse_args(tiny_argv(train_dir, None, tmp_path / "log", flow="dis",
                                                         patches_per_epoch=4)))

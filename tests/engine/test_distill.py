@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.denoiser import load_denoiser
-from engine.distill import NORM_WEIGHT, TEACHER_KEY, FlowDistillation, distillation_loss, he_init_
-from engine.train import build_arg_parser, compute_loss, train
+from engine.inference.loading import load_denoiser
+from engine.train.distill import NORM_WEIGHT, TEACHER_KEY, FlowDistillation, distillation_loss, he_init_
+from engine.train.loop import build_arg_parser, compute_loss, train
 from models import build_model
 from models.cost_volume import cost_volume
 from models.flow import estimate_flow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluate import build_arg_parser, evaluate
+from engine.commands.evaluate import build_arg_parser, evaluate
 from models import build_model
 from tests import official_protocol as official
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders
@@ -155,7 +155,7 @@ def test_png_write_failure_keeps_earlier_file(tmp_path, monkeypatch):
 def test_stbn_s_finetuning_improves_psnr_and_starts_each_sequence_from_the_checkpoint(setup, monkeypatch):
     """--finetune 20 (STBN_s) trains on each sequence's protocol noisy frames (float, unclipped),
     beats --finetune 0 on both sequences, and restores the checkpoint before the next sequence."""
-    import engine.evaluate as evaluation
+    import engine.commands.evaluate as evaluation
 
     seen = []
     real = evaluation.finetune_on_video
@@ -179,7 +179,7 @@ def test_stbn_s_finetuning_improves_psnr_and_starts_each_sequence_from_the_check
 def test_sigma_estimate_reports_the_estimate_and_the_numbers_it_gives(setup, capsys):
     from datasets.builtin import builtin_split
     from datasets.eval_sequences import to_unit_float
-    from engine.inference import denoise_sequence
+    from engine.inference.sequence import denoise_sequence
     from utils.metrics import sequence_psnr
     from utils.noise import add_test_noise
     results = evaluate(build_arg_parser().parse_args(
@@ -201,8 +201,8 @@ def test_sigma_estimate_reports_the_estimate_and_the_numbers_it_gives(setup, cap
 def test_prior_scale_fit_reports_the_scale_and_the_numbers_it_gives(setup, capsys):
     from datasets.builtin import builtin_split
     from datasets.eval_sequences import to_unit_float
-    from engine.inference import denoise_sequence
-    from engine.prior_scale import fit_prior_scale
+    from engine.inference.prior_scale import fit_prior_scale
+    from engine.inference.sequence import denoise_sequence
     from utils.metrics import sequence_psnr
     from utils.noise import add_test_noise
     results = evaluate(build_arg_parser().parse_args(

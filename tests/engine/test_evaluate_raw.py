@@ -10,8 +10,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from datasets.crvd import CRVDTestDataset
 from datasets.simulated_raw import write_simulated_crvd
-from engine.denoiser import save_denoiser
-from engine.evaluate_raw import main
+from engine.commands.evaluate_raw import main
+from engine.inference.loading import save_denoiser
 from models import build_model
 from models.isp import RViDeNetISP
 from utils.checkpoint import save_checkpoint

@@ -6,8 +6,8 @@ import itertools
 import pytest
 import torch
 
-from engine.inference import denoise_frames, denoise_sequence, full_path_bytes, full_path_fits, stored_states
-from engine.reversal import read_forward, repetitions_needed, states_readable
+from engine.inference.reversal import read_forward, repetitions_needed, states_readable
+from engine.inference.sequence import denoise_frames, denoise_sequence, full_path_bytes, full_path_fits, stored_states
 from models import build_model
 from tests.models.test_stbn import VARIANTS
 from utils.errors import UserError
@@ -188,7 +188,7 @@ def test_bad_memory_mode_is_a_user_error(tiny_model):
 
 
 def test_cuda_out_of_memory_falls_back_to_bounded(tiny_model, monkeypatch, capsys):
-    import engine.inference as inference
+    import engine.inference.sequence as inference
 
     def out_of_memory(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -203,7 +203,7 @@ def test_cuda_out_of_memory_falls_back_to_bounded(tiny_model, monkeypatch, capsy
 
 def test_bounded_path_in_row_bands_equals_one_pass(tiny_model, monkeypatch):
     """Steps computed in bands of 3 rows (halo 9) give the one-pass numbers."""
-    monkeypatch.setattr("engine.inference.STEP_BAND_PIXELS", 48 * (3 + 2 * 9))
+    monkeypatch.setattr("engine.inference.sequence.STEP_BAND_PIXELS", 48 * (3 + 2 * 9))
     noisy = _moving_clip(4)
     full = denoise_sequence(tiny_model, noisy, SIGMA, memory="full")
     bounded = denoise_sequence(tiny_model, noisy, SIGMA, memory="bounded", state_budget=2 * 4 * 8 * 32 * 48)

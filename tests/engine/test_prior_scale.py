@@ -7,9 +7,14 @@ import pytest
 import torch
 
 from datasets.builtin import builtin_split
-from engine.denoiser import DEFAULT_MODEL_FILE, load_denoiser
-from engine.inference import denoise_sequence
-from engine.prior_scale import fit_prior_scale, fit_prior_scale_to_output, format_prior_scale, parse_prior_scale
+from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser
+from engine.inference.prior_scale import (
+    fit_prior_scale,
+    fit_prior_scale_to_output,
+    format_prior_scale,
+    parse_prior_scale,
+)
+from engine.inference.sequence import denoise_sequence
 from utils.errors import UserError
 from utils.metrics import sequence_psnr
 

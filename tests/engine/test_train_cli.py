@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine.train import build_arg_parser, validate_args
+from engine.train.loop import build_arg_parser, validate_args
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
@@ -109,7 +109,7 @@ def test_compile_option_compiles_the_training_forward(train_dir, tmp_path, monke
     """--compile wraps the network that trains (not the model that is saved and validated)."""
     import torch
 
-    from engine.train import train
+    from engine.train.loop import train
 
     compiled = []
 

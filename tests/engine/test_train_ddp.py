@@ -7,14 +7,14 @@ import sys
 import pytest
 import torch
 
-from engine.train_setup import seed_epoch
+from engine.train.setup import seed_epoch
 from models import StbnConfig, build_model
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
 from utils.checkpoint import load_checkpoint, strip_module_prefix
 
 WRAPPER = """
 import os, sys, torch
-from engine.train import build_arg_parser, train
+from engine.train.loop import build_arg_parser, train
 out = train(build_arg_parser().parse_args(sys.argv[2:]))
 torch.save(out["model"].state_dict(), os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pt"))
 """

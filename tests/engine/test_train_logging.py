@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 
-from engine.logging_utils import close_run_logger, setup_run_logger, write_history
+from engine.train.run_log import close_run_logger, setup_run_logger, write_history
 
 
 def test_history_json_and_csv_hold_every_epoch_and_column(tmp_path):

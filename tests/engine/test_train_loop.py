@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.train import build_arg_parser, train
+from engine.train.loop import build_arg_parser, train
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
 from utils.checkpoint import load_checkpoint
 

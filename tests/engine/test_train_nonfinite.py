@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import engine.train_step as engine_train_step
-from engine.train import MAX_NONFINITE_IN_A_ROW, build_arg_parser, train
+import engine.train.step as engine_train_step
+from engine.train.loop import MAX_NONFINITE_IN_A_ROW, build_arg_parser, train
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError

@@ -7,11 +7,11 @@ import torch
 
 from datasets.crvd import CRVDTestDataset, CRVDTrainDataset, noise_parameters
 from datasets.simulated_raw import write_simulated_crvd
-from engine.denoiser import load_denoiser
-from engine.inference import denoise_sequence
-from engine.train import train
-from engine.train_raw import build_arg_parser, raw_data
-from engine.train_task import RawTask
+from engine.inference.loading import load_denoiser
+from engine.inference.sequence import denoise_sequence
+from engine.train.loop import train
+from engine.train.raw import build_arg_parser, raw_data
+from engine.train.tasks import RawTask
 from models import build_model
 from tests.engine.synthetic import one_thread  # noqa: F401
 from utils.errors import UserError

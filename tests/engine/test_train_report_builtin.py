@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from datasets.builtin import builtin_split
-from engine.denoiser import save_denoiser
-from engine.report_builtin import report_builtin
+from engine.commands.report_builtin import report_builtin
+from engine.inference.loading import save_denoiser
 from models import build_model
 from tests.engine.synthetic import one_thread  # noqa: F401
 

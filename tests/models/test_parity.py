@@ -34,11 +34,11 @@ def test_eval_output_matches_official_golden_vector():
 
 
 def test_three_training_steps_match_the_official_loop(monkeypatch):
-    """`engine.train_step.train_step` (the step training runs) against three official steps of
+    """`engine.train.step.train_step` (the step training runs) against three official steps of
     `sRGB_train_bsn.py` (tests/data/golden/README.md): same losses, gradient norms, updates."""
     import pytest
 
-    from engine.train_step import train_step
+    from engine.train.step import train_step
     from tests.golden import GOLDEN_DIR
 
     path = GOLDEN_DIR / "stbn_train_golden.pt"

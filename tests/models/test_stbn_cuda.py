@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.inference import denoise_sequence
+from engine.inference.sequence import denoise_sequence
 from models import build_model
 from models.flow import estimate_flow
 from models.pwc import PWCNet

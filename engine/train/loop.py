@@ -1,14 +1,14 @@
 """Self-supervised STBN training, as the official `sRGB_train_bsn.py` does it, plus resume and DDP.
 
 The official loop: clean clips are only used for logging; AWGN is added on the fly (one sigma per
-clip, never clipped) and the noisy clip goes through `train_step` (engine/train_step.py: Gaussian
+clip, never clipped) and the noisy clip goes through `train_step` (engine/train/step.py: Gaussian
 log-likelihood on all frames, gradient clipping at 1, Adam over the denoiser's five parameter
 groups with PWC-Net frozen); MultiStepLR steps once per epoch; after each epoch the posterior
 mean is validated by the official protocol and `ckpt_e{N}.pth` is written.
 
-The pieces live by job: the command line (engine/train_args.py), the data (engine/train_data.py),
-the step (engine/train_step.py), the model, resume and checkpoint contents (engine/train_setup.py)
-and, here, the loop and validation. Flow distillation (engine/distill.py) and the ablations are
+The pieces live by job: the command line (engine/train/args.py), the data (engine/train/data.py),
+the step (engine/train/step.py), the model, resume and checkpoint contents (engine/train/setup.py)
+and, here, the loop and validation. Flow distillation (engine/train/distill.py) and the ablations are
 options of the same loop; the variant is the `StbnConfig` stored in the checkpoint.
 
 Additions: seeded validation noise; resume from the newest complete checkpoint; the RNGs are
@@ -32,12 +32,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from engine.distill import FlowDistillation
-from engine.distributed import DistContext, all_ranks_true, barrier, setup_distributed, teardown_distributed, wrap_ddp
-from engine.logging_utils import LOG_FILE, TensorBoardSink, close_run_logger, setup_run_logger, write_history
-from engine.train_args import build_arg_parser, validate_args
-from engine.train_data import load_train_dataset, load_val_sequences
-from engine.train_setup import (
+from engine.train.args import build_arg_parser, validate_args
+from engine.train.data import load_train_dataset, load_val_sequences
+from engine.train.distill import FlowDistillation
+from engine.train.distributed import (
+    DistContext,
+    all_ranks_true,
+    barrier,
+    setup_distributed,
+    teardown_distributed,
+    wrap_ddp,
+)
+from engine.train.run_log import LOG_FILE, TensorBoardSink, close_run_logger, setup_run_logger, write_history
+from engine.train.setup import (
     build_distillation,
     build_training_model,
     check_resume_variant,
@@ -45,8 +52,8 @@ from engine.train_setup import (
     find_resume,
     seed_epoch,
 )
-from engine.train_step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step, training_amp_supported
-from engine.train_task import SrgbTask, TrainingTask
+from engine.train.step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step, training_amp_supported
+from engine.train.tasks import SrgbTask, TrainingTask
 from models.pwc import save_pwc_weights
 from utils.atomic import remove_temp_files
 from utils.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint

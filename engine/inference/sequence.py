@@ -4,7 +4,7 @@ The official test runs the bidirectional network over the whole clip at once and
 hidden state of both directions (about 23 GB of host RAM for an 85-frame 960x540 Set8 clip).
 The 'bounded' path is another schedule of the same model calls (`pair_flow`, `STBN.step`,
 `STBN.reconstruct`) with a memory policy passed in (row bands): the backward direction is read front to back
-by binomial checkpointing (engine/reversal.py, a few states kept, some recomputed) and the forward
+by binomial checkpointing (engine/inference/reversal.py, a few states kept, some recomputed) and the forward
 direction streams alongside, so every frame is finished, post-processed and handed out as soon as
 both of its states exist. Memory then depends on the frame size, not on the number of frames.
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from engine.reversal import read_forward
+from engine.inference.reversal import read_forward
 from models.head import gaussian_outputs
 from utils.errors import UserError, warn
 from utils.gaussian import PriorScale, posterior_mean
@@ -65,7 +65,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
     out-of-memory the one-pass path falls back to 'bounded' with a warning. `prior_scale` (a number
     k or a 3x3 colour matrix S) calibrates the sRGB prior's covariance before the posterior
-    (`utils.gaussian.scaled_prior`; 1 = official; engine/prior_scale.py).
+    (`utils.gaussian.scaled_prior`; 1 = official; engine/inference/prior_scale.py).
     """
     if memory not in MEMORY_MODES:
         raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")

@@ -5,7 +5,7 @@ official test noise, are denoised with the posterior mean, and are scored with t
 per-frame metrics; one middle frame is written as a side-by-side PNG (noisy | denoised | clean).
 The network's shape (--num_channels, --num_resblocks, model variant) is read off the checkpoint.
 
-Usage: python -m engine.report_builtin --model_file logs/builtin/ckpt_e8.pth [--builtin bikes]
+Usage: python -m engine.commands.report_builtin --model_file logs/builtin/ckpt_e8.pth [--builtin bikes]
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import torch
 from datasets.builtin import builtin_split
 from datasets.eval_sequences import to_unit_float
 from datasets.video_io import write_png
-from engine.denoiser import DEVICE_CHOICES, load_denoiser, resolve_device
-from engine.evaluate import to_png_uint8, write_results_json
-from engine.inference import denoise_sequence
+from engine.commands.evaluate import to_png_uint8, write_results_json
+from engine.inference.loading import DEVICE_CHOICES, load_denoiser, resolve_device
+from engine.inference.sequence import denoise_sequence
 from utils.checkpoint import extract_state_dict, infer_model_options, load_checkpoint
 from utils.errors import UserArgumentParser, UserError, run_cli
 from utils.metrics import sequence_psnr, sequence_ssim

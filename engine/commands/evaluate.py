@@ -27,10 +27,10 @@ from tqdm import tqdm
 from datasets.builtin import builtin_names, builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from datasets.video_io import frame_name, remove_earlier_frames, write_png
-from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
-from engine.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
-from engine.inference import MEMORY_MODES, denoise_frames
-from engine.prior_scale import fit_prior_scale
+from engine.inference.loading import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.inference.prior_scale import fit_prior_scale
+from engine.inference.sequence import MEMORY_MODES, denoise_frames
+from engine.train.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool, warn
 from utils.gaussian import PriorScale
@@ -39,7 +39,7 @@ from utils.noise import add_test_noise, parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
 from utils.paths import refuse_overlap
 
-# STBN_s defaults: the training recipe's rate (paper), clips per step and crops (engine/finetune.py).
+# STBN_s defaults: the training recipe's rate (paper), clips per step and crops (engine/train/finetune.py).
 FINETUNE_LR = 1e-4
 FINETUNE_BATCH = 4
 
@@ -82,7 +82,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                             "and report the PSNR/SSIM denoising with that estimate gives (a second pass)")
     extra.add_argument("--prior_scale_fit", action="store_true",
                        help="also fit the prior scale to each noisy sequence (as denoise.py --prior_scale auto, "
-                            "engine/prior_scale.py) and report the PSNR/SSIM of that posterior (a second pass)")
+                            "engine/inference/prior_scale.py) and report the PSNR/SSIM of that posterior "
+                            "(a second pass)")
     extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                        help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     return p

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.distill import FlowDistillation
-from engine.distributed import DistContext, all_ranks_true, average_gradients
+from engine.train.distill import FlowDistillation
+from engine.train.distributed import DistContext, all_ranks_true, average_gradients
 from utils.gaussian import loglike_loss
 
 GRAD_CLIP_NORM = 1.0

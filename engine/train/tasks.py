@@ -1,6 +1,6 @@
 """What a training loop step and validation mean for one kind of data: the sRGB recipe or raw video.
 
-The loop (engine/train.py) is the same for both; a task says how a loader item becomes a noisy
+The loop (engine/train/loop.py) is the same for both; a task says how a loader item becomes a noisy
 batch, which loss and gradient clipping a step uses, what is logged, and how an epoch is validated:
 - `SrgbTask`, the official sRGB recipe: clean uint8 clips, AWGN drawn per clip, Gaussian
   log-likelihood, clipping at 1, validation by the official test protocol at one sigma;
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.distill import FlowDistillation
-from engine.distributed import DistContext
-from engine.inference import denoise_sequence, raw_clean_estimate
-from engine.train_step import GRAD_CLIP_NORM, StepResult, apply_step, compute_loss, train_step
+from engine.inference.sequence import denoise_sequence, raw_clean_estimate
+from engine.train.distill import FlowDistillation
+from engine.train.distributed import DistContext
+from engine.train.step import GRAD_CLIP_NORM, StepResult, apply_step, compute_loss, train_step
 from utils.gaussian import posterior_mean
 from utils.gaussian_hetero import hetero_loglike_loss
 from utils.metrics import sequence_psnr
@@ -63,7 +63,7 @@ class TrainingTask(Protocol):
 
 
 class SrgbTask:
-    """The official sRGB recipe (see engine/train.py)."""
+    """The official sRGB recipe (see engine/train/loop.py)."""
 
     clip_norm = GRAD_CLIP_NORM
 

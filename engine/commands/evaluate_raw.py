@@ -28,9 +28,9 @@ from tqdm import tqdm
 from datasets.crvd import ISOS, TEST_SCENES, CRVDTestDataset
 from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
 from datasets.video_io import write_png
-from engine.denoiser import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
-from engine.evaluate import write_results_json
-from engine.inference import MEMORY_MODES, denoise_sequence
+from engine.commands.evaluate import write_results_json
+from engine.inference.loading import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.inference.sequence import MEMORY_MODES, denoise_sequence
 from models.isp import RViDeNetISP, load_isp, to_isp_order
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
 from utils.noise import PoissonGaussian

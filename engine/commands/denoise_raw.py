@@ -20,8 +20,8 @@ import torch
 from datasets.crvd import ISOS, noise_parameters
 from datasets.image_folder import list_frames, read_frame_native, read_frames
 from datasets.video_io import DEFAULT_FPS, check_writable_output, write_video
-from engine.denoiser import load_denoiser, resolve_device
-from engine.inference import checked_frames
+from engine.inference.loading import load_denoiser, resolve_device
+from engine.inference.sequence import checked_frames
 from utils.errors import UserError
 from utils.noise import PoissonGaussian
 from utils.paths import refuse_overlap, require_regular_input

@@ -7,8 +7,8 @@ import argparse
 import math
 from pathlib import Path
 
-from engine.denoiser import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES
-from engine.distill import FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR, TEACHERS
+from engine.inference.loading import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES
+from engine.train.distill import FLOW_LOSS_WEIGHT, NORM_WEIGHT, PAPER_DISTILL_START, STUDENT_INITS, STUDENT_LR, TEACHERS
 from models import MODEL_OPTIONS, StbnConfig, model_config
 from models.direction_fusion import DIRECTION_FUSIONS
 from models.head import gaussian_outputs

@@ -36,7 +36,7 @@ from utils.errors import UserError, warn
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 # The small blind model that ships with the repository (README "Default model"): what denoise.py
 # uses when no --model_file is given.
-DEFAULT_MODEL_FILE = Path(__file__).resolve().parent.parent / "weights" / "stbn_blind_small.pth"
+DEFAULT_MODEL_FILE = Path(__file__).resolve().parents[2] / "weights" / "stbn_blind_small.pth"
 FLOW_CHOICES = ("auto", "pwc", "dis", "zero")
 ALIGN_CHOICES = ALIGN_MODES
 

@@ -5,7 +5,7 @@ packed channels, no noise map, a mean-only head) trained with the plain blind-sp
 real noisy captures of CRVD scenes 7-11, no gradient clipping, MultiStepLR per epoch; after each
 epoch the 25 test sequences are denoised, quantised to 12 bits and scored per ISO (the log shows
 the mean of the five per-ISO means, not their sum as the official log does). The loop, resume,
-logs, curves and checkpoints are engine/train.py's; engine/train_task.py `RawTask` is the recipe.
+logs, curves and checkpoints are engine/train/loop.py's; engine/train/tasks.py `RawTask` is the recipe.
 
 Additions: `--builtin CLIP` trains on simulated raw video made from a built-in clip (written as a
 CRVD tree in a temporary folder and read by the real readers), and `--raw_loss gaussian` trains a
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from datasets.crvd import CRVDTestDataset, CRVDTrainDataset
 from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
-from engine.train import train
-from engine.train_args import add_run_arguments, add_schedule_arguments, require, validate_schedule_args
-from engine.train_task import RAW_LOSSES, RawTask
+from engine.train.args import add_run_arguments, add_schedule_arguments, require, validate_schedule_args
+from engine.train.loop import train
+from engine.train.tasks import RAW_LOSSES, RawTask
 from utils.errors import BOUNDED_INT, UserArgumentParser, official_bool
 from utils.paths import refuse_overlap
 

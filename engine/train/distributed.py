@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from engine.denoiser import resolve_device
+from engine.inference.loading import resolve_device
 from utils.errors import UserError
 
 # Other ranks wait at a barrier while rank 0 validates on full sequences (minutes on Set8).

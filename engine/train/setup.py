@@ -1,7 +1,7 @@
 """What a training run starts from and writes: initial or resumed model, flow source,
 distillation, the newest checkpoint to resume, and the checkpoint contents.
 
-A run's variant is its `StbnConfig` (engine/train_args.py `model_config_from_args`); the checkpoint
+A run's variant is its `StbnConfig` (engine/train/args.py `model_config_from_args`); the checkpoint
 stores it beside the official keys ('args', 'state_dict', 'optimizer', 'scheduler'), so the
 evaluation rebuilds it and a resumed run must keep it.
 """
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.denoiser import checkpoint_config
-from engine.distill import TEACHER_KEY, FlowDistillation, he_init_
-from engine.distributed import DistContext, broadcast_object
-from engine.train_args import model_config_from_args, require
+from engine.inference.loading import checkpoint_config
+from engine.train.args import model_config_from_args, require
+from engine.train.distill import TEACHER_KEY, FlowDistillation, he_init_
+from engine.train.distributed import DistContext, broadcast_object
 from models import StbnConfig, build_model
 from models.pwc import PWCNet, load_pwc_weights
 from utils.atomic import remove_temp_files

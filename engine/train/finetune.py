@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.train_clips import TrainClipDataset
-from engine.train_step import train_step
+from engine.train.step import train_step
 from utils.errors import UserError, warn
 
 # The paper-scale crops (sRGB_test.py --finetune, the STBN_s protocol).

@@ -1,6 +1,6 @@
 """Turn a training checkpoint into a small denoiser file to ship or share.
 
-    python -m engine.export_denoiser logs/default_blind/ckpt_e8.pth -o weights/stbn_blind_small.pth
+    python -m engine.commands.export_denoiser logs/default_blind/ckpt_e8.pth -o weights/stbn_blind_small.pth
 
 Only what denoising needs is kept: the weights (without PWC-Net's unused random weights when the
 model aligns with DIS or zero flow), the model config, the training arguments and the metrics
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from engine.denoiser import load_denoiser, refuse_training_checkpoint, save_denoiser
+from engine.inference.loading import load_denoiser, refuse_training_checkpoint, save_denoiser
 from utils.errors import UserArgumentParser, run_cli
 from utils.paths import refuse_overlap
 

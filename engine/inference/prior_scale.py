@@ -18,7 +18,7 @@ import torch
 from scipy.optimize import minimize
 from torch import nn
 
-from engine.inference import has_srgb_gaussian_head, head_output
+from engine.inference.sequence import has_srgb_gaussian_head, head_output
 from utils.errors import UserError
 from utils.gaussian import PriorScale, loglike_loss
 

@@ -17,8 +17,8 @@ import torch
 
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
-from engine.denoise_raw import add_raw_arguments, denoise_raw
-from engine.denoiser import (
+from engine.commands.denoise_raw import add_raw_arguments, denoise_raw
+from engine.inference.loading import (
     ALIGN_CHOICES,
     DEFAULT_MODEL_FILE,
     DEVICE_CHOICES,
@@ -28,15 +28,15 @@ from engine.denoiser import (
     resolve_device,
     save_denoiser,
 )
-from engine.finetune import (
+from engine.inference.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, format_prior_scale, parse_prior_scale
+from engine.inference.sequence import MEMORY_MODES, checked_frames
+from engine.train.finetune import (
     DEFAULT_MODEL_FINETUNE_STEPS,
     VIDEO_BATCH_SIZE,
     VIDEO_PATCH_SIZE,
     VIDEO_TRAIN_LENGTH,
     finetune_on_video,
 )
-from engine.inference import MEMORY_MODES, checked_frames
-from engine.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, format_prior_scale, parse_prior_scale
 from utils.errors import UserArgumentParser, UserError, int_in_range, warn
 from utils.noise import parse_sigma, unit_sigma
 from utils.noise_estimate import correlated_noise_sigma, estimate_noise_sigma
@@ -98,7 +98,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior_scale", default=None,
                    help="sRGB: calibration S of the prior's covariance (S^T A^T A S) in the posterior: auto "
                         "(default) fits a 3x3 colour matrix to the input by maximum likelihood (self-supervised, "
-                        "engine/prior_scale.py) and prints it; 1 = the model's own, as the official test does; a "
+                        "engine/inference/prior_scale.py) and prints it; 1 = the model's own, as the official "
+                        "test does; a "
                         "number k = k times the identity; nine comma-separated numbers = a matrix as printed")
     p.add_argument("--model_file", default=None,
                    help="checkpoint: the authors' release or ours (default: the small blind model that ships "
@@ -194,7 +195,7 @@ def estimated_sigma(stored: np.ndarray) -> float:
 
 def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     """Read, (fine-tune,) denoise and write; returns the output path, frame count, fps and losses.
-    With --raw, raw Bayer video instead (engine/denoise_raw.py)."""
+    With --raw, raw Bayer video instead (engine/commands/denoise_raw.py)."""
     if args.raw:
         if args.prior_scale is not None:
             raise UserError("--prior_scale applies to sRGB video only (the raw models' posterior is not calibrated)")
