@@ -11,15 +11,11 @@ must have sides divisible by 64 (see `models.flow.estimate_flow` for the resizin
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models.cost_volume import NUM_DISPLACEMENTS, cost_volume
-from utils.checkpoint import load_checkpoint, pwc_weights_trained, recorded_flow_source, save_checkpoint
-from utils.errors import UserError
 
 LEVEL_NAMES = ("netOne", "netTwo", "netThr", "netFou", "netFiv", "netSix")
 PYRAMID_CHANNELS = (16, 32, 64, 96, 128, 196)
@@ -203,57 +199,3 @@ class PWCNet(nn.Module):
             estimate = decoder(features[:batch], features[batch:], estimate)
         flow, dense = estimate
         return flow + self.netRefiner(dense)
-
-
-# ---------------------------------------------------------------------------------------------
-# Weight files
-# ---------------------------------------------------------------------------------------------
-
-def _official_to_net(key: str) -> str:
-    """Authors' weight-file names (`moduleExtractor.moduleOne.0.weight`) -> ours (`net...`)."""
-    return key.replace("module", "net")
-
-
-def _net_to_official(key: str) -> str:
-    return key.replace("net", "module")
-
-
-def _extract_pwc_state(obj: object, expected: set[str]) -> dict[str, torch.Tensor] | None:
-    """The PWC tensors from any accepted layout, keyed as `PWCNet.state_dict()`, else None."""
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        return None
-    for prefix in ("module.pwcnet.", "pwcnet.", ""):
-        picked = {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
-        for candidate in (picked, {_official_to_net(k): v for k, v in picked.items()}):
-            if candidate and set(candidate) == expected:
-                return candidate
-    return None
-
-
-def load_pwc_weights(net: PWCNet, path: str | os.PathLike) -> None:
-    """Load PWC-Net weights from the authors' `network-default.pytorch` (keys `module*`), a bare
-    `PWCNet` state dict, or an STBN checkpoint (keys `module.pwcnet.*` / `pwcnet.*`, optionally
-    under `state_dict`). Raises `UserError` for a missing or unreadable file or one holding no
-    PWC-Net."""
-    data = load_checkpoint(path)
-    if pwc_weights_trained(data) is False:
-        raise UserError(f"--pwc_weights: '{path}' is an STBN checkpoint trained with "
-                        f"{recorded_flow_source(data)} flow; its PWC-Net weights were never trained")
-    state = _extract_pwc_state(data, set(net.state_dict()))
-    if state is None:
-        raise UserError(f"PWC-Net weights '{path}' hold no PWC-Net state dict (expected the authors' "
-                        "network-default.pytorch, a PWCNet state dict or an STBN checkpoint)")
-    own = net.state_dict()
-    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise UserError(f"PWC-Net weights '{path}': wrong shape for {wrong[0]} "
-                        f"({tuple(state[wrong[0]].shape)} instead of {tuple(own[wrong[0]].shape)})")
-    net.load_state_dict(state)
-
-
-def save_pwc_weights(net: PWCNet, path: str | os.PathLike) -> None:
-    """Write `net`'s weights atomically in the authors' format (`module*` keys), so that a
-    distilled student can be passed back as PWC-Net weights."""
-    save_checkpoint(path, {_net_to_official(k): v.detach().cpu() for k, v in net.state_dict().items()})

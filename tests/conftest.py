@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from engine.inference.loading import add_module_prefix
 from models import build_model
 from tests.engine.synthetic import make_sequence_folders
-from utils.checkpoint import add_module_prefix, save_checkpoint
+from utils.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 

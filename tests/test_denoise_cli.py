@@ -12,10 +12,10 @@ import torch
 from datasets.builtin import builtin_clip
 from datasets.video_io import read_video, write_video
 from engine.commands.denoise_video import VideoFrames, main, to_stored_format
-from engine.inference.loading import load_denoiser
+from engine.inference.loading import add_module_prefix, extract_state_dict, load_denoiser
 from models import build_model
 from tests.engine.synthetic import REPO_ROOT
-from utils.checkpoint import add_module_prefix, extract_state_dict, load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import run_cli
 
 TINY = ["--num_channels", "8", "--num_resblocks", "2", "--device", "cpu"]

@@ -3,7 +3,7 @@
 The last step of main.sh's demo: the held-out frames of the clip (never seen in training) get the
 official test noise, are denoised with the posterior mean, and are scored with the official
 per-frame metrics; one middle frame is written as a side-by-side PNG (noisy | denoised | clean).
-The network's shape (--num_channels, --num_resblocks, model variant) is read off the checkpoint.
+The network is the configuration the checkpoint stores.
 
 Usage: python -m engine.commands.report_builtin --model_file logs/builtin/ckpt_e8.pth [--builtin bikes]
 """
@@ -19,12 +19,15 @@ from datasets.builtin import builtin_split
 from datasets.eval_sequences import to_unit_float
 from datasets.video_io import write_png
 from engine.commands.evaluate import to_png_uint8, write_results_json
-from engine.inference.loading import DEVICE_CHOICES, load_denoiser, resolve_device
-from engine.inference.sequence import denoise_sequence
-from utils.checkpoint import extract_state_dict, infer_model_options, load_checkpoint
+from engine.inference.loading import (
+    DEVICE_CHOICES,
+    load_denoiser,
+    resolve_device,
+)
+from engine.inference.scoring import score_sequence
 from utils.errors import UserArgumentParser, UserError, run_cli
 from utils.metrics import sequence_psnr, sequence_ssim
-from utils.noise import add_test_noise, parse_sigma, unit_sigma
+from utils.noise import parse_sigma, unit_sigma
 
 
 def side_by_side(noisy: torch.Tensor, denoised: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -36,20 +39,17 @@ def report_builtin(model_file: str, clip: str = "bikes", sigma: float = 30.0, de
                    max_frames: int | None = None, output_png: str | None = None,
                    results_json: str | None = None) -> dict[str, Any]:
     """Denoise the held-out frames of `clip` at `sigma` (0-255 scale) and print/return the scores."""
-    checkpoint = load_checkpoint(model_file)
-    shape = infer_model_options(extract_state_dict(checkpoint, f"checkpoint '{model_file}'"))
-    if not shape:
-        raise UserError(f"--model_file: '{model_file}' does not look like an STBN checkpoint")
-    model, _ = load_denoiser(model_file, resolve_device(device), "stbn" if shape["noise_map"] else "bdc_flow",
-                             shape["num_resblocks"], shape["num_channels"])
+    model, _ = load_denoiser(model_file, resolve_device(device))  # the configuration the checkpoint stores
     _, held_out = builtin_split(clip)
     clean = to_unit_float(held_out[:max_frames])
-    noisy = add_test_noise(clean, unit_sigma(sigma))
-    denoised = denoise_sequence(model, noisy, unit_sigma(sigma))
-    result = {"clip": clip, "sigma": sigma, "frames": int(clean.shape[0]), "flow": model.config.flow,
+    middle = clean.shape[0] // 2
+    kept: dict[int, torch.Tensor] = {}
+    noisy, score = score_sequence(model, clean, unit_sigma(sigma),
+                                  on_frame=lambda t, frame: kept.update({t: frame}) if t == middle else None)
+    result = {"clip": clip, "sigma": sigma, "frames": score.frames, "flow": model.config.flow,
               "noisy": {"psnr": sequence_psnr(noisy.clamp(0, 1), clean),
                         "ssim": sequence_ssim(noisy.clamp(0, 1), clean)},
-              "denoised": {"psnr": sequence_psnr(denoised, clean), "ssim": sequence_ssim(denoised, clean)}}
+              "denoised": {"psnr": score.psnr, "ssim": score.ssim}}
     gain = result["denoised"]["psnr"] - result["noisy"]["psnr"]
     print(f"{clip}: {result['frames']} held-out frames of {clean.shape[3]}x{clean.shape[2]}, sigma {sigma:g}, "
           f"flow {model.config.flow}")
@@ -57,8 +57,7 @@ def report_builtin(model_file: str, clip: str = "bikes", sigma: float = 30.0, de
         print(f"  {name:9s} PSNR {result[name]['psnr']:6.2f} dB   SSIM {result[name]['ssim']:.4f}")
     print(f"  gain      {gain:+6.2f} dB")
     if output_png:
-        middle = clean.shape[0] // 2
-        write_png(Path(output_png), to_png_uint8(side_by_side(noisy[middle], denoised[middle], clean[middle])))
+        write_png(Path(output_png), to_png_uint8(side_by_side(noisy[middle], kept[middle], clean[middle])))
         print(f"side by side (noisy | denoised | clean), frame {middle}: {output_png}")
     if results_json:
         write_results_json(results_json, result)

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from engine.inference.loading import save_pwc_weights
 from engine.train.args import build_arg_parser, validate_args
 from engine.train.data import load_train_dataset, load_val_sequences
 from engine.train.distill import FlowDistillation
@@ -54,7 +55,6 @@ from engine.train.setup import (
 )
 from engine.train.step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step, training_amp_supported
 from engine.train.tasks import SrgbTask, TrainingTask
-from models.pwc import save_pwc_weights
 from utils.atomic import remove_temp_files
 from utils.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from utils.errors import UserError, warn

@@ -16,21 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.inference.loading import checkpoint_config
+from engine.inference.loading import (
+    add_module_prefix,
+    checkpoint_config,
+    load_model_weights,
+    load_pwc_weights,
+    pwc_weights_trained,
+)
 from engine.train.args import model_config_from_args, require
 from engine.train.distill import TEACHER_KEY, FlowDistillation, he_init_
 from engine.train.distributed import DistContext, broadcast_object
 from models import StbnConfig, build_model
-from models.pwc import PWCNet, load_pwc_weights
+from models.pwc import PWCNet
 from utils.atomic import remove_temp_files
-from utils.checkpoint import (
-    CHECKPOINT_NAME,
-    add_module_prefix,
-    checkpoint_candidates,
-    load_checkpoint,
-    load_model_weights,
-    pwc_weights_trained,
-)
+from utils.checkpoint import CHECKPOINT_NAME, checkpoint_candidates, load_checkpoint
 from utils.errors import UserError, warn
 
 # What a checkpoint needs to continue a training.

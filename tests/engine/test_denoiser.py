@@ -8,12 +8,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.inference.loading import choose_flow_source, load_denoiser
+from engine.inference.loading import (
+    add_module_prefix,
+    choose_flow_source,
+    load_denoiser,
+    load_pwc_weights,
+    pwc_weights_trained,
+)
 from engine.train.loop import build_arg_parser, train
 from models import build_model
-from models.pwc import PWCNet, load_pwc_weights
+from models.pwc import PWCNet
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
-from utils.checkpoint import add_module_prefix, load_checkpoint, pwc_weights_trained, save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 # What the authors' training writes into a checkpoint's 'args' (their argparse): no flow source.

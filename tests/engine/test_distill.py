@@ -4,15 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.inference.loading import load_denoiser
+from engine.inference.loading import load_denoiser, load_pwc_weights, save_pwc_weights, strip_module_prefix
 from engine.train.distill import NORM_WEIGHT, TEACHER_KEY, FlowDistillation, distillation_loss, he_init_
 from engine.train.loop import build_arg_parser, compute_loss, train
 from models import build_model
 from models.cost_volume import cost_volume
 from models.flow import estimate_flow
-from models.pwc import PWCNet, load_pwc_weights, save_pwc_weights
+from models.pwc import PWCNet
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
-from utils.checkpoint import load_checkpoint, strip_module_prefix
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

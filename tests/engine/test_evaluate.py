@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from engine.commands.evaluate import build_arg_parser, evaluate
+from engine.inference.loading import add_module_prefix
 from models import build_model
 from tests import official_protocol as official
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders
-from utils.checkpoint import add_module_prefix, save_checkpoint
+from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
 from utils.gaussian import posterior_mean
 

@@ -7,10 +7,11 @@ import sys
 import pytest
 import torch
 
+from engine.inference.loading import strip_module_prefix
 from engine.train.setup import seed_epoch
 from models import StbnConfig, build_model
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV, make_sequence_folders, tiny_argv
-from utils.checkpoint import load_checkpoint, strip_module_prefix
+from utils.checkpoint import load_checkpoint
 
 WRAPPER = """
 import os, sys, torch

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from engine.inference.loading import load_pwc_weights, save_pwc_weights
 from models.flow import estimate_flow
-from models.pwc import PWCNet, backwarp_masked, load_pwc_weights, save_pwc_weights
+from models.pwc import PWCNet, backwarp_masked
 from tests.golden import fill_official, load_golden, load_reference_keys
 from utils.errors import UserError
 

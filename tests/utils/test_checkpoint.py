@@ -4,16 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import (
-    add_module_prefix,
-    checkpoint_path,
-    infer_model_options,
-    latest_checkpoint,
-    load_checkpoint,
-    load_model_weights,
-    save_checkpoint,
-    strip_module_prefix,
-)
+from engine.inference.loading import add_module_prefix, infer_model_options, load_model_weights, strip_module_prefix
+from utils.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 
