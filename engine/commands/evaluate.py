@@ -15,7 +15,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,14 @@ from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from datasets.video_io import frame_name, remove_earlier_frames, write_png
 from engine.inference.loading import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
 from engine.inference.prior_scale import fit_prior_scale
-from engine.inference.sequence import MEMORY_MODES, denoise_frames
+from engine.inference.scoring import score_frames, score_sequence
+from engine.inference.sequence import MEMORY_MODES
 from engine.train.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, finetune_on_video
 from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool, warn
 from utils.gaussian import PriorScale
-from utils.metrics import SSIM_WINDOW, frame_psnr, frame_ssim
-from utils.noise import add_test_noise, parse_sigma, unit_sigma
+from utils.metrics import SSIM_WINDOW
+from utils.noise import parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
 from utils.paths import refuse_overlap
 
@@ -161,33 +161,6 @@ def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_
     return _make_folder(root / name)
 
 
-def _score_frames(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
-                  frames_folder: Path | None, progress: tqdm | None,
-                  prior_scale: float = 1.0) -> tuple[list[float], list[float], float]:
-    """Denoise `noisy` with noise level `sigma` ([0, 1] scale); per-frame PSNRs, SSIMs and the seconds
-    of denoising and PNG writing (the official timing, metrics excluded)."""
-    psnrs, ssims = [], []
-    metric_seconds = 0.0
-    start = time.perf_counter()
-    for t, denoised in denoise_frames(model, noisy, sigma, memory, prior_scale=prior_scale):
-        if frames_folder is not None:
-            write_png(frames_folder / frame_name(t), to_png_uint8(denoised))
-        metric_start = time.perf_counter()
-        psnrs.append(frame_psnr(denoised, clean[t]))
-        ssims.append(frame_ssim(denoised, clean[t]))
-        metric_seconds += time.perf_counter() - metric_start
-        if progress is not None:
-            progress.update(1)
-    if not all(math.isfinite(v) for v in psnrs + ssims):
-        raise UserError("the denoised frames are not finite (NaN or inf): the checkpoint or the input is broken")
-    return psnrs, ssims, time.perf_counter() - start - metric_seconds
-
-
-def _mean(values: list[float]) -> float:
-    """Sum in frame order, then divide: the official fastdvdnet_batch_psnr / batch_ssim averages."""
-    return float(sum(values) / len(values))
-
-
 def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: float, memory: str = "auto",
                       frames_folder: Path | None = None, progress: tqdm | None = None,
                       finetune: dict[str, Any] | None = None, name: str = "sequence",
@@ -202,13 +175,20 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
     `prior_scale_fit` fits the prior's colour matrix to the noisy frames (`fit_prior_scale`) and
     scores that posterior: `prior_scale_fitted` (3x3, row by row), `psnr_fitted_prior`, `ssim_fitted_prior`.
     """
-    noisy = add_test_noise(clean, unit_sigma(sigma_255))
+    def record(t: int, denoised: torch.Tensor) -> None:
+        if frames_folder is not None:
+            write_png(frames_folder / frame_name(t), to_png_uint8(denoised))
+        if progress is not None:
+            progress.update(1)
+
+    adapt = None
     if finetune:
-        finetune_on_video(model, noisy.numpy(), unit_sigma(sigma_255), desc=f"fine-tuning {name}", **finetune)
-    psnrs, ssims, seconds = _score_frames(model, noisy, clean, unit_sigma(sigma_255), memory, frames_folder, progress)
+        def adapt(noisy: torch.Tensor) -> None:
+            finetune_on_video(model, noisy.numpy(), unit_sigma(sigma_255), desc=f"fine-tuning {name}", **finetune)
+    noisy, score = score_sequence(model, clean, unit_sigma(sigma_255), memory, on_frame=record, adapt=adapt)
     if frames_folder is not None:
-        remove_earlier_frames(frames_folder, len(psnrs))
-    result = {"psnr": _mean(psnrs), "ssim": _mean(ssims), "frames": len(psnrs), "seconds": seconds}
+        remove_earlier_frames(frames_folder, score.frames)
+    result = {"psnr": score.psnr, "ssim": score.ssim, "frames": score.frames, "seconds": score.seconds}
     if sigma_estimate:
         try:
             estimate = estimate_noise_sigma(noisy.permute(0, 2, 3, 1).numpy())
@@ -226,8 +206,8 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
 def _second_pass(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
                  prior_scale: PriorScale, key: str) -> dict[str, float]:
     """`psnr_<key>` and `ssim_<key>` of denoising once more with another sigma or prior scale."""
-    psnrs, ssims, _ = _score_frames(model, noisy, clean, sigma, memory, None, None, prior_scale)
-    return {f"psnr_{key}": _mean(psnrs), f"ssim_{key}": _mean(ssims)}
+    score = score_frames(model, noisy, clean, sigma, memory, prior_scale)
+    return {f"psnr_{key}": score.psnr, f"ssim_{key}": score.ssim}
 
 
 # Second passes: (option, what it fits, JSON key of the fitted value, key of its scores, label).

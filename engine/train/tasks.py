@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.inference.scoring import score_sequence
 from engine.inference.sequence import denoise_sequence, raw_clean_estimate
 from engine.train.distill import FlowDistillation
 from engine.train.distributed import DistContext
@@ -25,7 +26,7 @@ from engine.train.step import GRAD_CLIP_NORM, StepResult, apply_step, compute_lo
 from utils.gaussian import posterior_mean
 from utils.gaussian_hetero import hetero_loglike_loss
 from utils.metrics import sequence_psnr
-from utils.noise import PoissonGaussian, add_test_noise, add_train_noise, sample_train_sigma
+from utils.noise import PoissonGaussian, add_train_noise, sample_train_sigma
 from utils.raw import blind_spot_mse, validation_psnr
 
 RAW_LOSSES = ("mse", "gaussian")
@@ -94,11 +95,8 @@ class SrgbTask:
         """
         was_training = model.training
         model.eval()
-        scores = []
-        for _, clean in self.val_sequences:
-            noisy = add_test_noise(clean, self.val_sigma).to(device)
-            denoised = denoise_sequence(model, noisy, self.val_sigma)
-            scores.append(sequence_psnr(denoised.float().cpu(), clean))
+        scores = [score_sequence(model, clean, self.val_sigma, ssim=False, require_finite=False)[1].psnr
+                  for _, clean in self.val_sequences]
         model.train(was_training)
         return {"val_psnr": float(np.mean(scores)) if scores else None}
 
