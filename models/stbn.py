@@ -196,53 +196,73 @@ class STBN(nn.Module):
                 output_chunk_pixels: int = OUTPUT_CHUNK_PIXELS) -> tuple[torch.Tensor, None]:
         """Noisy clip (N,T,C,H,W) [+ noise map] -> ((N,T,head_outputs,H,W), None), train and eval alike.
 
-        The second value is the official "sigma" slot (None: the known sigma is used). Frames are
-        reconstructed in batches of about `output_chunk_pixels` pixels (same numbers).
+        The paper's two passes and the reconstruction: a forward pass over frames 0..T-1 and a
+        backward pass over T-1..0, each state aligned from its neighbour's by optical flow; each
+        frame's output fuses its two states. The second value is the official "sigma" slot (None:
+        the known sigma is used). Frames are reconstructed in batches of about
+        `output_chunk_pixels` pixels (same numbers; see `_Reconstruction`).
         """
         nmap = self._check_inputs(seqn, noise_level_map)
-        n, t, _, height, width = seqn.shape
-        onto_next, onto_prev = self._alignment_flows(seqn) if t > 1 else (None, None)
+        onto_next, onto_prev = self._alignment_flows(seqn) if seqn.shape[1] > 1 else (None, None)
+        forward_states = dict(self.propagate("forward", seqn, nmap, onto_next))
+        output = _Reconstruction(self, forward_states, seqn, output_chunk_pixels)
+        for i, backward_state in self.propagate("backward", seqn, nmap, onto_prev):
+            output.add(i, backward_state)
+        return output.result(), None
 
-        def nmap_at(i: int) -> torch.Tensor | None:
-            return None if nmap is None else nmap[:, i]
+    def propagate(self, direction: str, seqn: torch.Tensor, nmap: torch.Tensor | None,
+                  flows: torch.Tensor | None) -> Iterator[tuple[int, torch.Tensor]]:
+        """One pass over the clip: yield (frame index, hidden state), frames 0..T-1 'forward' (each
+        state aligned by `flows[:, i-1]`, frame i-1 onto i) or T-1..0 'backward' (by `flows[:, i]`,
+        frame i+1 onto i)."""
+        length = seqn.shape[1]
+        order = range(length) if direction == "forward" else reversed(range(length))
+        state = None
+        for k, i in enumerate(order):
+            flow = None if k == 0 else flows[:, i - 1] if direction == "forward" else flows[:, i]
+            state = self.step(direction, seqn[:, i], None if nmap is None else nmap[:, i], state, flow)
+            yield i, state
 
-        forward_hs = []
-        h = None
-        for i in range(t):
-            h = self.step("forward", seqn[:, i], nmap_at(i), h, None if i == 0 else onto_next[:, i - 1])
-            forward_hs.append(h)
 
-        # Without gradients the outputs go straight into one buffer; with gradients they are
-        # concatenated once at the end (the backward of slice assignments copies the whole gradient
-        # once per slice).
-        keep_graph = torch.is_grad_enabled()
-        out = None if keep_graph else seqn.new_empty(n, t, self.config.head_outputs, height, width)
-        outputs: list[torch.Tensor] = []
-        chunk = max(1, output_chunk_pixels // max(1, n * height * width))
-        pending: list[tuple[int, torch.Tensor]] = []
-        g = None
-        for i in reversed(range(t)):
-            g = self.step("backward", seqn[:, i], nmap_at(i), g, None if i == t - 1 else onto_prev[:, i])
-            pending.append((i, g))
-            if len(pending) == chunk or i == 0:
-                first, result = self._reconstruct_frames(pending, forward_hs)
-                if keep_graph:
-                    outputs.append(result)
-                else:
-                    out[:, first:first + result.shape[1]] = result
-                pending = []
-        return (torch.cat(outputs[::-1], dim=1) if keep_graph else out), None
+class _Reconstruction:
+    """Execution policy of `STBN.forward`'s output stage: frames are reconstructed as their backward
+    state arrives, in batches of about `chunk_pixels` pixels, each forward state released once used.
+    Without gradients the outputs go straight into one buffer; with gradients they are concatenated
+    once at the end (the backward of slice assignments copies the whole gradient once per slice)."""
 
-    def _reconstruct_frames(self, pending: list[tuple[int, torch.Tensor]],
-                            forward_hs: list[torch.Tensor | None]) -> tuple[int, torch.Tensor]:
-        """Fuse a batch of frames (given in decreasing order): (first frame, output (N,len,C,H,W))."""
-        order = [i for i, _ in reversed(pending)]
-        states = dict(pending)
-        n = pending[0][1].shape[0]
-        forward_batch = torch.cat([forward_hs[i] for i in order]).contiguous(memory_format=self.memory_format)
-        for i in order:
-            forward_hs[i] = None  # release the forward state early
-        backward_batch = torch.cat([states[i] for i in order]).contiguous(memory_format=self.memory_format)
+    def __init__(self, model: STBN, forward_states: dict[int, torch.Tensor], seqn: torch.Tensor,
+                 chunk_pixels: int) -> None:
+        n, length, _, height, width = seqn.shape
+        self.model, self.forward_states = model, forward_states
+        self.chunk = max(1, chunk_pixels // max(1, n * height * width))
+        self.keep_graph = torch.is_grad_enabled()
+        self.buffer = None if self.keep_graph else seqn.new_empty(n, length, model.config.head_outputs, height, width)
+        self.pieces: list[torch.Tensor] = []
+        self.pending: list[tuple[int, torch.Tensor]] = []
+
+    def add(self, i: int, backward_state: torch.Tensor) -> None:
+        """The backward state of frame i (frames arrive in decreasing order)."""
+        self.pending.append((i, backward_state))
+        if len(self.pending) == self.chunk or i == 0:
+            first, result = self._reconstruct_pending()
+            if self.keep_graph:
+                self.pieces.append(result)
+            else:
+                self.buffer[:, first:first + result.shape[1]] = result
+            self.pending = []
+
+    def result(self) -> torch.Tensor:
+        return torch.cat(self.pieces[::-1], dim=1) if self.keep_graph else self.buffer
+
+    def _reconstruct_pending(self) -> tuple[int, torch.Tensor]:
+        """Fuse the pending frames in one batch: (first frame, output (N,len,C,H,W))."""
+        model = self.model
+        order = [i for i, _ in reversed(self.pending)]
+        states = dict(self.pending)
+        n = self.pending[0][1].shape[0]
+        forward_batch = torch.cat([self.forward_states.pop(i) for i in order]).contiguous(
+            memory_format=model.memory_format)
+        backward_batch = torch.cat([states[i] for i in order]).contiguous(memory_format=model.memory_format)
         del states
-        result = self.reconstruct(forward_batch, backward_batch)
+        result = model.reconstruct(forward_batch, backward_batch)
         return order[0], result.view(len(order), n, *result.shape[1:]).transpose(0, 1)
