@@ -16,15 +16,29 @@ if [ -n "${SET8_DIR:-}" ] && [ ! -d "$SET8_DIR" ]; then  # before the venv set-u
   echo "error: SET8_DIR='$SET8_DIR' is not a folder (expected one sub-folder of frames per sequence)" >&2
   exit 2
 fi
-source scripts/setup_env.sh
-
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then
   CKPT="$1"
   shift
 fi
-
+check_checkpoint() {
+  if [ -d "$CKPT" ]; then
+    echo "error: checkpoint '$CKPT' is a folder; pass a checkpoint file (e.g. $CKPT/ckpt_e6.pth)" >&2
+    exit 2
+  elif [ ! -f "$CKPT" ]; then
+    echo "error: checkpoint '$CKPT' does not exist (run bash main.sh first, or pass CKPT)" >&2
+    exit 2
+  fi
+}
+# A checkpoint given by name is checked before the venv set-up: a typo must not wait for it.
 if [ -n "${SET8_DIR:-}" ]; then
   CKPT="${CKPT:-logs/pretrained.pth}"
+fi
+if [ -n "${CKPT:-}" ]; then
+  check_checkpoint
+fi
+source scripts/setup_env.sh
+
+if [ -n "${SET8_DIR:-}" ]; then
   DATA=(--test_path "$SET8_DIR")
 elif [ -z "${CKPT:-}" ]; then
   CKPT="$("$PY" -c 'from utils.checkpoint import latest_checkpoint; print(latest_checkpoint("logs/builtin") or "")')"
@@ -33,13 +47,7 @@ elif [ -z "${CKPT:-}" ]; then
     exit 2
   fi
 fi
-if [ -d "$CKPT" ]; then
-  echo "error: checkpoint '$CKPT' is a folder; pass a checkpoint file (e.g. $CKPT/ckpt_e6.pth)" >&2
-  exit 2
-elif [ ! -f "$CKPT" ]; then
-  echo "error: checkpoint '$CKPT' does not exist (run bash main.sh first, or pass CKPT)" >&2
-  exit 2
-fi
+check_checkpoint
 
 # --model / --num_resblocks / --num_channels (and the built-in clip a built-in run trained on) as
 # saved in the checkpoint; defaults: the released configuration.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -12,7 +13,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Subprocesses run single-threaded: on a loaded 2-core machine, OpenMP threads that spin-wait for
 # each other made these tiny trainings up to 20x slower.
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+# The shell scripts (main.sh, test.sh) run with this interpreter rather than set up a .venv.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "STBN_PYTHON": sys.executable}
 
 
 @pytest.fixture
