@@ -22,6 +22,8 @@ from engine.inference.loading import (
     load_model_weights,
     load_pwc_weights,
     pwc_weights_trained,
+    restore_unused_pwc,
+    without_unused_pwc,
 )
 from engine.train.args import model_config_from_args, require
 from engine.train.distill import TEACHER_KEY, FlowDistillation, he_init_
@@ -95,7 +97,7 @@ def build_training_model(args: argparse.Namespace, resume: dict | None, device: 
     if args.distill and args.student_init == "he" and resume is None:
         he_init_(model.pwcnet)
     if resume is not None:
-        load_model_weights(model, resume, source="the checkpoint being resumed")
+        load_model_weights(model, restore_unused_pwc(resume, model), source="the checkpoint being resumed")
     if args.pwc_weights and not (resume is not None and args.distill):
         load_pwc_weights(model.pwcnet, args.pwc_weights)
     model.pwcnet.requires_grad_(bool(args.distill))
@@ -152,13 +154,22 @@ def find_resume(log_dir: Path, ctx: DistContext, log: Any) -> tuple[Path | None,
     return path, (int(CHECKPOINT_NAME.match(path.name).group(1)) if path else 0), checkpoint
 
 
+def training_state_dict(model: nn.Module, distilling: bool) -> dict[str, Any]:
+    """The weights a checkpoint keeps (`module.` keys): without PWC-Net when the run aligns with DIS
+    or zero flow and does not distill, since those 9.4M parameters keep their random initial values
+    and are never used (a 16-channel model's file shrinks from 44 MB to under 2 MB); resuming
+    rebuilds them from the seed (`restore_unused_pwc`)."""
+    state = add_module_prefix(model.state_dict())
+    return state if distilling else without_unused_pwc(state, model.config.flow)
+
+
 def checkpoint_state(model: nn.Module, optimizer, scheduler, args: argparse.Namespace, epoch: int,
                      history: list[dict], distillation: FlowDistillation | None = None) -> dict[str, Any]:
     """Official layout (`module.` keys) plus what resuming and the evaluation scripts need: the
     model config, history (and the distillation teacher's weights), keys the authors' scripts ignore."""
     state = {"args": {**vars(args), "epoch": epoch, "flow_source": model.config.flow},
              "config": model.config.to_dict(),
-             "state_dict": add_module_prefix(model.state_dict()),
+             "state_dict": training_state_dict(model, bool(args.distill)),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "history": history}
     teacher = distillation.teacher_state() if distillation is not None else None

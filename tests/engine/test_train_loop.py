@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from engine.inference.loading import load_denoiser
 from engine.train.loop import build_arg_parser, train
 from tests.engine.synthetic import make_sequence_folders, one_thread, tiny_argv  # noqa: F401
 from utils.checkpoint import load_checkpoint
@@ -41,6 +42,12 @@ def test_loss_falls_and_run_leaves_its_files(data_dirs, tmp_path):
     assert all(key.startswith("module.") for key in ckpt["state_dict"])
     assert ckpt["args"]["epoch"] == 3 and ckpt["args"]["flow_source"] == "zero"
     assert ckpt["args"]["num_channels"] == 8
+    # Aligned with zero flow and not distilling: the untrained PWC-Net (9.4M parameters) is not stored.
+    assert not any(key.startswith("module.pwcnet.") for key in ckpt["state_dict"])
+    assert (tmp_path / "ckpt_e3.pth").stat().st_size < 4 << 20  # PWC-Net alone is 37 MB
+    loaded, _ = load_denoiser(tmp_path / "ckpt_e3.pth", torch.device("cpu"))
+    assert all(torch.equal(v, out["model"].state_dict()[k]) for k, v in loaded.state_dict().items()
+               if not k.startswith("pwcnet."))
     # Adam holds exactly the denoiser's 5 groups; PWC-Net stays frozen.
     assert len(ckpt["optimizer"]["param_groups"]) == 5
     model = out["model"]
