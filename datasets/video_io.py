@@ -23,6 +23,10 @@ from utils.errors import UserError, warn
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 DEFAULT_FPS = 25.0
+# Output names that look like a picture or a video we cannot write: refused rather than taken for a
+# folder name (any other name without a video extension, `out.v2` or `run.d` too, is a frame folder).
+UNWRITABLE_MEDIA = frozenset((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".webm",
+                              ".wmv", ".flv", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".264", ".3gp"))
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
@@ -72,13 +76,14 @@ def _decode_video(path: Path, fps: float, max_frames: int | None) -> tuple[np.nd
 def check_writable_output(path: str | os.PathLike) -> Path:
     """Fail early (`UserError`) when `path` cannot be written as a video file or frame folder.
 
-    A name with a video extension is a video file; an existing folder or a name without an
-    extension is a frame folder; anything else is refused. Folders are not created here.
+    A name with a video extension is a video file; an existing folder or any other name is a frame
+    folder, except picture and other video extensions (`UNWRITABLE_MEDIA`), which are refused.
+    Folders are not created here.
     """
     path = Path(path)
     if path.is_dir() and is_video_file(path):
         raise UserError(f"output '{path}' is an existing folder, not a video file")
-    if not path.is_dir() and not is_video_file(path) and path.suffix:
+    if not path.is_dir() and path.suffix.lower() in UNWRITABLE_MEDIA:
         raise UserError(f"output '{path}': unsupported extension '{path.suffix}'; use "
                         f"{'/'.join(VIDEO_EXTENSIONS)} or a folder name for PNG frames")
     if path.is_file() and not is_video_file(path):

@@ -23,8 +23,17 @@ from utils.atomic import atomic_path
 from utils.errors import UserError, warn
 
 CHECKPOINT_NAME = re.compile(r"^ckpt_e(\d+)\.pth$")
-# How torch.save files begin: a zip archive (PyTorch >= 1.6) or a pickle (older releases).
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+# How torch.save files begin: a zip archive (PyTorch >= 1.6), or torch's legacy format, a pickle
+# (protocol 2) of its magic number 0x1950a86a20f9469cfc6c (`_use_new_zipfile_serialization=False`).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+_TORCH_MAGIC = (_ZIP_MAGIC, _LEGACY_MAGIC)
+
+
+def is_torch_file(path: str | os.PathLike) -> bool:
+    """Whether `path` begins as a `torch.save` file does (zip or legacy); says nothing of its end."""
+    with open(path, "rb") as f:
+        return f.read(len(_LEGACY_MAGIC)).startswith(_TORCH_MAGIC)
 
 
 def checkpoint_path(log_dir: str | os.PathLike, epoch: int) -> Path:
@@ -94,6 +103,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise UserError(f"checkpoint '{path}' {what}")
     if not os.access(path, os.R_OK):
         raise UserError(f"cannot read checkpoint '{path}': Permission denied")
+    if not is_torch_file(path):  # a picture, a video, random bytes: not worth unpickling
+        raise UserError(f"'{path}' is not a PyTorch checkpoint (not a file written by torch.save)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -123,7 +134,9 @@ def checkpoint_candidates(log_dir: str | os.PathLike) -> list[Path]:
     """The complete `ckpt_e{N}.pth` files of `log_dir`, highest N first.
 
     Other `.pth` files and our temp files are ignored; a damaged candidate (no zip directory,
-    i.e. not a finished `torch.save`) is skipped with a warning.
+    i.e. not a finished `torch.save`) is skipped with a warning. Files in torch's legacy format are
+    candidates: loading them tells whether they are complete (and refuses, rather than skips, one
+    that is not, so that a resumed run never overwrites it).
     """
     folder = Path(log_dir)
     if not folder.is_dir():
@@ -132,11 +145,17 @@ def checkpoint_candidates(log_dir: str | os.PathLike) -> list[Path]:
                          if (m := CHECKPOINT_NAME.match(p.name)) and p.is_file()), reverse=True)
     complete = []
     for _, path in candidates:
-        if zipfile.is_zipfile(path):
+        if zipfile.is_zipfile(path) or _is_legacy_torch_file(path):
             complete.append(path)
         else:
             warn(f"skipping incomplete checkpoint '{path}'")
     return complete
+
+
+def _is_legacy_torch_file(path: Path) -> bool:
+    """A file in torch's legacy format (no zip directory to check): loading tells if it is whole."""
+    with open(path, "rb") as f:
+        return f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
 
 
 def latest_checkpoint(log_dir: str | os.PathLike) -> Path | None:

@@ -119,7 +119,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     tune = p.add_argument_group("per-video fine-tuning (self-supervised, on the input itself)")
     p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty output folder (its frames are replaced, extra ones removed)")
+                   help="replace an existing output video, or write into a non-empty output folder (its frames "
+                        "are replaced, extra ones removed)")
     tune.add_argument("--finetune", type=int_in_range(0, MAX_STEPS), default=None, metavar="N",
                       help=f"Adam steps before denoising (default: {DEFAULT_MODEL_FINETUNE_STEPS} with the default "
                            "model, which keeps its colour, about two minutes on a CPU; 0 with any other model)")
@@ -153,6 +154,8 @@ def _validate(args: argparse.Namespace) -> float | None:
             raise UserError(f"--{name} is too small: {getattr(args, name)}")
     if args.save_model and not args.finetune:
         raise UserError("--save_model keeps fine-tuned weights; add --finetune N")
+    if not str(args.output).strip():
+        raise UserError("-o/--output is empty (an unset shell variable?); name an output video or folder")
     source = require_regular_input(args.input, "input")
     refuse_overlap(args.output, "-o/--output", [("the input", args.input), ("--model_file", args.model_file)])
     if source.is_file() and Path(args.output).resolve() == source.resolve().parent:
@@ -163,6 +166,9 @@ def _validate(args: argparse.Namespace) -> float | None:
         refuse_training_checkpoint(args.save_model)
     check_writable_output(args.output)
     output = Path(args.output)
+    if output.is_file() and not args.overwrite:
+        raise UserError(f"-o/--output '{output}' already exists; pass --overwrite to replace it, or choose another "
+                        "name")
     if output.is_dir() and any(output.iterdir()) and not args.overwrite:
         raise UserError(f"-o/--output '{output}' is a folder that is not empty; pass --overwrite to replace "
                         "its frames (frames beyond the new video's length are removed), or choose an empty folder")

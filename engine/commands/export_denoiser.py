@@ -22,7 +22,7 @@ from utils.paths import refuse_overlap
 def export_denoiser(model_file: str, output: str) -> Path:
     """Write the denoiser of `model_file` to `output`; returns the path."""
     refuse_overlap(output, "-o/--output", [("the checkpoint", model_file)])
-    refuse_training_checkpoint(output)
+    refuse_training_checkpoint(output, "-o/--output")
     model, checkpoint = load_denoiser(model_file, torch.device("cpu"))
     args = {k: v for k, v in (checkpoint.get("args") or {}).items() if k != "flow_source"}
     save_denoiser(output, model, {**args, "exported_from": str(model_file)},

@@ -324,7 +324,7 @@ def load_denoiser(model_file: str | os.PathLike, device: torch.device, model: st
     return network.to(device).eval(), checkpoint
 
 
-def refuse_training_checkpoint(path: str | os.PathLike) -> None:
+def refuse_training_checkpoint(path: str | os.PathLike, option: str = "--save_model") -> None:
     """`UserError` when `path` holds a resumable training checkpoint (optimizer state): writing
     weights only over it would lose the run's optimizer, scheduler and history."""
     if Path(path).is_file():
@@ -333,8 +333,8 @@ def refuse_training_checkpoint(path: str | os.PathLike) -> None:
         except UserError:
             return  # not a checkpoint of ours: the atomic write replaces it as any output
         if "optimizer" in existing:
-            raise UserError(f"--save_model '{path}' is a resumable training checkpoint; writing fine-tuned "
-                            "weights over it would lose its optimizer state and history: choose another path")
+            raise UserError(f"{option} '{path}' is a resumable training checkpoint; writing weights only over "
+                            "it would lose its optimizer state and history: choose another path")
 
 
 def save_denoiser(path: str | os.PathLike, model: nn.Module, args: Mapping[str, Any],

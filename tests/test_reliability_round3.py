@@ -1,0 +1,101 @@
+"""Reliability, round three: outputs refused instead of wrong, nothing replaced without asking.
+
+Each case drives a real entry point and checks the exit code, the message and the files on disk.
+Fixtures and helpers come from tests/test_robustness.py.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import engine.commands.denoise_video as denoise_cli
+import engine.commands.evaluate as evaluate_cli
+import engine.train.loop as train_cli
+from engine.commands.export_denoiser import main as export_main
+from engine.inference import scoring
+from tests.engine.synthetic import tiny_argv
+from tests.test_robustness import TINY, cli, the_error
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+
+
+def _denoise_argv(inputs, out, *extra):
+    return [inputs["train"] / "seq0", "-o", out, "--model_file", inputs["ckpt"], *TINY, "--sigma", "30", *extra]
+
+
+def test_an_existing_video_is_replaced_only_with_overwrite(inputs, tmp_path, capsys):
+    out = tmp_path / "holiday.mp4"
+    out.write_bytes(b"someone's video")
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, out), capsys)
+    assert code == 2 and f"-o/--output '{out}' already exists; pass --overwrite" in the_error(err)
+    assert out.read_bytes() == b"someone's video"
+    code, _, _ = cli(denoise_cli.main, _denoise_argv(inputs, out, "--overwrite"), capsys)
+    assert code == 0 and out.read_bytes()[4:8] == b"ftyp"
+
+
+def test_an_empty_output_name_is_refused_and_nothing_is_written(inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "00099.png").write_bytes(b"keep me")
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, "", "--overwrite"), capsys)
+    assert code == 2 and "-o/--output is empty (an unset shell variable?)" in the_error(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00099.png"]
+
+
+def test_a_new_folder_with_a_dot_in_its_name_is_a_frame_folder(inputs, tmp_path, capsys):
+    out = tmp_path / "out.v2"
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, out), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [f"{t:05d}.png" for t in range(6)]
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, tmp_path / "frame.png"), capsys)
+    assert code == 2 and "unsupported extension '.png'" in the_error(err)
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n" + bytes(64), b"\x00\x00\x00\x18ftypmp42" + bytes(64),
+                                     bytes(range(7, 200))])
+def test_a_picture_video_or_random_bytes_is_not_a_checkpoint(inputs, tmp_path, capsys, content):
+    fake = tmp_path / "model.pth"
+    fake.write_bytes(content)
+    code, _, err = cli(evaluate_cli.main, ["--model_file", fake, "--test_path", inputs["train"], *TINY, "--no_save"],
+                       capsys)
+    assert code == 2 and f"'{fake}' is not a PyTorch checkpoint" in the_error(err)
+    assert "unpickle" not in err
+
+
+def test_a_complete_legacy_format_checkpoint_is_resumed_not_overwritten(inputs, tmp_path, capsys):
+    log = tmp_path / "log"
+    argv = tiny_argv(inputs["train"], None, log, epochs=1, patches_per_epoch=2)
+    assert cli(train_cli.main, argv, capsys)[0] == 0
+    first = load_checkpoint(log / "ckpt_e1.pth")
+    torch.save(first, log / "ckpt_e1.pth", _use_new_zipfile_serialization=False)
+    legacy = (log / "ckpt_e1.pth").read_bytes()
+    code, out, err = cli(train_cli.main, tiny_argv(inputs["train"], None, log, epochs=2, patches_per_epoch=2), capsys)
+    assert code == 0 and "skipping incomplete checkpoint" not in err
+    assert (log / "ckpt_e1.pth").read_bytes() == legacy
+    assert load_checkpoint(log / "ckpt_e2.pth")["history"][0] == first["history"][0]
+
+
+def test_export_over_a_training_checkpoint_names_its_own_option(inputs, tmp_path, capsys):
+    log = tmp_path / "log"
+    assert cli(train_cli.main, tiny_argv(inputs["train"], None, log, patches_per_epoch=2), capsys)[0] == 0
+    target = log / "ckpt_e1.pth"
+    before = target.read_bytes()
+    code, _, err = cli(export_main, [inputs["ckpt"], "-o", target], capsys)
+    assert code == 2 and f"-o/--output '{target}' is a resumable training checkpoint" in the_error(err)
+    assert "--save_model" not in err and target.read_bytes() == before
+
+
+def test_a_non_finite_frame_is_refused_before_anything_is_written(monkeypatch):
+    """sRGB_test.py writes its PNGs from the scoring step's callback: a NaN frame never reaches it."""
+    clean = torch.rand(3, 3, 16, 16)
+
+    def nan_frames(model, noisy, sigma, memory, prior_scale=1.0):
+        for t in range(noisy.shape[0]):
+            yield t, torch.full_like(noisy[t], float("nan"))
+
+    monkeypatch.setattr(scoring, "denoise_frames", nan_frames)
+    written = []
+    with pytest.raises(UserError, match="denoised frame 0 is not finite"):
+        scoring.score_sequence(None, clean, 0.1, on_frame=lambda t, frame: written.append(t))
+    assert written == []
+    _, score = scoring.score_sequence(None, clean, 0.1, on_frame=lambda t, f: written.append(t), require_finite=False)
+    assert written == [0, 1, 2] and not score.finite  # validation sees NaN, not an error
