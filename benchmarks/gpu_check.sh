@@ -8,7 +8,8 @@
 #
 # PY=/path/to/python uses that interpreter (one with torch already installed) instead of .venv.
 #
-# Steps: the GPU-marked tests (CuPy cost volume and splatting vs PyTorch, model CUDA vs CPU), model
+# Steps: the GPU-marked tests (CuPy cost volume and splatting vs PyTorch, model CUDA vs CPU), the
+# kernels' self-check (which path, CuPy or PyTorch, each kernel takes per dtype), model
 # speed at 960x540 in float32 and bf16, the bf16 PSNR change, training-step speed, 20 steps of --amp
 # training, a 2-process NCCL DDP run when two GPUs exist, and the peak GPU memory of an 85-frame
 # 960x540 (Set8-sized) sequence on the one-pass and bounded paths.
@@ -74,6 +75,7 @@ else
 fi
 
 step "GPU-marked tests" "$PY" -m pytest -q -rs -m gpu tests
+step "CuPy kernel self-check (which path each kernel uses)" "$PY" -m benchmarks.kernel_paths --device "$DEV"
 step "model speed (float32 and bf16)" "$PY" -m benchmarks.model_speed --device "$DEV" "${SPEED[@]}"
 if "$PY" -c "import sys, torch; from engine.train.step import amp_supported; sys.exit(0 if amp_supported(torch.device('$DEV')) else 1)"; then
   step "bf16 PSNR change" "$PY" -m benchmarks.precision --device "$DEV" "${PRECISION[@]}"

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.errors import warn
+from utils.kernel_check import kernel_trusted
 
 MAX_DISPLACEMENT = 4
 WINDOW = 2 * MAX_DISPLACEMENT + 1  # 9 displacements per axis
@@ -29,9 +30,27 @@ def cost_volume(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     if first.shape != second.shape or first.dim() != 4:
         raise ValueError(f"cost_volume needs two equal (N,C,H,W) tensors, got {tuple(first.shape)} "
                          f"and {tuple(second.shape)}")
-    if first.is_cuda and cupy_cost_volume_available(first.device.index):
+    if _cupy_kernel_usable(first):
         return _CupyCostVolume.apply(first, second)
     return cost_volume_torch(first, second)
+
+
+def _on_cuda(tensor: torch.Tensor) -> bool:
+    return tensor.is_cuda
+
+
+def _cupy_kernel_usable(first: torch.Tensor) -> bool:
+    """CuPy kernels on CUDA when they compile and, once per device and dtype, agree with the PyTorch
+    path on a small random input (forward and backward); otherwise the PyTorch path."""
+    if not (_on_cuda(first) and cupy_cost_volume_available(first.device.index)):
+        return False
+
+    def probe() -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        return tuple(torch.randn(2, 8, 9, 11, generator=generator).to(first.device, first.dtype) for _ in range(2))
+
+    return kernel_trusted("cost volume", _CupyCostVolume.apply, cost_volume_torch, probe, first.device,
+                          first.dtype, rtol=1e-3 if first.dtype in (torch.float16, torch.bfloat16) else 1e-4)
 
 
 def cost_volume_torch(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

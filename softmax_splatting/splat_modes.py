@@ -31,6 +31,7 @@ from torch import Tensor
 
 from softmax_splatting.splat_cupy import cupy_splat_available, sum_splat_cupy
 from softmax_splatting.splat_torch import sum_splat_torch
+from utils.kernel_check import kernel_trusted
 
 MODE_ALIASES = {"sum": "sum", "summation": "sum", "avg": "avg", "average": "avg",
                 "linear": "linear", "soft": "soft", "softmax": "soft"}
@@ -74,10 +75,28 @@ def _sum_splat_backend(backend: str, tenIn: Tensor):
         raise ValueError(f"splat backend {backend!r} unknown: use one of {BACKENDS}")
     if backend == "torch":
         return sum_splat_torch
-    cupy_ok = tenIn.is_cuda and cupy_splat_available(tenIn.device.index)
+    cupy_ok = _on_cuda(tenIn) and cupy_splat_available(tenIn.device.index)
     if backend == "cupy" and not cupy_ok:
         raise ValueError("splat backend 'cupy' needs CUDA tensors and a working CuPy")
+    if backend == "auto" and cupy_ok and not _cupy_splat_trusted(tenIn):
+        return sum_splat_torch
     return sum_splat_cupy if cupy_ok else sum_splat_torch
+
+
+def _on_cuda(tensor: Tensor) -> bool:
+    return tensor.is_cuda
+
+
+def _cupy_splat_trusted(like: Tensor) -> bool:
+    """Once per device and dtype: the CuPy sum splat agrees with the PyTorch one on a small random
+    input, forward and backward (else a warning and the PyTorch path, `utils.kernel_check`)."""
+    def probe() -> tuple[Tensor, Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        values = torch.randn(2, 3, 10, 12, generator=generator)
+        flow = 3 * torch.randn(2, 2, 10, 12, generator=generator)
+        return values.to(like.device, like.dtype), flow.to(like.device, like.dtype)
+
+    return kernel_trusted("sum splat", sum_splat_cupy, sum_splat_torch, probe, like.device, like.dtype)
 
 
 def _source_weight(kind: str, tenIn: Tensor, tenMetric: Tensor | None) -> tuple[Tensor, Tensor]:
