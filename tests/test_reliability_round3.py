@@ -99,3 +99,63 @@ def test_a_non_finite_frame_is_refused_before_anything_is_written(monkeypatch):
     assert written == []
     _, score = scoring.score_sequence(None, clean, 0.1, on_frame=lambda t, f: written.append(t), require_finite=False)
     assert written == [0, 1, 2] and not score.finite  # validation sees NaN, not an error
+
+
+def _overflowing(model) -> None:
+    """Finite weights whose outputs overflow: what a training at an absurd learning rate leaves."""
+    with torch.no_grad():
+        for name, value in model.named_parameters():
+            if not name.startswith("pwcnet."):
+                value.fill_(1e30)
+
+
+@pytest.mark.parametrize("task_name", ["SrgbTask", "RawTask"])
+def test_an_epoch_with_nan_validation_outputs_is_not_a_good_one(inputs, tmp_path, capsys, monkeypatch, task_name):
+    from engine.train import tasks
+    from engine.train.raw import main as raw_main
+    task = getattr(tasks, task_name)
+    real_validate = task.validate
+    epochs_seen = []
+
+    def diverging(self, model, *args):
+        epochs_seen.append(1)
+        if len(epochs_seen) == 2:
+            _overflowing(model)
+        return real_validate(self, model, *args)
+
+    monkeypatch.setattr(task, "validate", diverging)
+    log = tmp_path / "log"
+    if task_name == "SrgbTask":
+        main, argv = train_cli.main, tiny_argv(inputs["train"], inputs["train"], log, epochs=2, patches_per_epoch=2)
+    else:
+        main, argv = raw_main, ["--builtin", "bikes", "--builtin_size", "40", "56", "--num_resblocks", "2",
+                                "--num_channels", "8", "--patch_size", "8", "--batch_size", "2",
+                                "--patches_per_epoch", "2", "--epochs", "2", "--device", "cpu", "--num_workers",
+                                "0", "--flow", "zero", "--log_dir", str(log)]
+    code, _, err = cli(main, argv, capsys)
+    assert code == 2 and "training diverged: the validation outputs are NaN" in the_error(err)
+    assert f"after epoch 2; the last good checkpoint is '{log}/ckpt_e1.pth'" in err
+    assert not (log / "ckpt_e2.pth").exists()
+    assert "NaN" not in (log / "metrics.json").read_text()
+
+
+def test_crvd_test_refuses_nan_outputs_and_writes_no_results(tmp_path, capsys):
+    from engine.commands.evaluate_raw import main as crvd_test_main
+    from engine.inference.loading import save_denoiser
+    from models import build_model
+    torch.manual_seed(0)
+    model = build_model("BR_d_c_raw", num_channels=8, num_resblocks=2, flow="zero")
+    _overflowing(model)
+    ckpt = tmp_path / "raw.pth"
+    save_denoiser(ckpt, model, {})
+    results = tmp_path / "results.json"
+    code, _, err = cli(crvd_test_main, ["--model_file", ckpt, "--builtin", "bikes", "--builtin_size", "40", "56",
+                                        "--device", "cpu", "--results_json", results], capsys)
+    assert code == 2 and "are not finite (NaN or inf): the checkpoint is broken" in the_error(err)
+    assert not results.exists()
+
+
+def test_json_outputs_are_strict():
+    from utils.json_text import strict_json
+    assert strict_json({"psnr": float("nan"), "rows": [1.5, float("inf")]}, indent=None) == \
+        '{"psnr": null, "rows": [1.5, null]}\n'

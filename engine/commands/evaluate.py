@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import sys
@@ -34,6 +33,7 @@ from engine.train.finetune import DEFAULT_PATCH_SIZE, DEFAULT_TRAIN_LENGTH, fine
 from utils.atomic import atomic_path
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bool, warn
 from utils.gaussian import PriorScale
+from utils.json_text import strict_json
 from utils.metrics import SSIM_WINDOW
 from utils.noise import parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
@@ -286,7 +286,7 @@ def write_results_json(path: str | os.PathLike, results: dict[str, Any]) -> None
     path = Path(path)
     with atomic_path(path, "--results_json") as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(strict_json(results), encoding="utf-8")
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -79,6 +79,9 @@ def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetIS
     per_iso: dict[str, dict[str, Any]] = {}
     for item in tqdm(data, desc="CRVD test", unit="sequence", leave=False):
         denoised = denoise_sequence(model, item["noisy"], PoissonGaussian(item["a"], item["b"]), memory)
+        if not bool(torch.isfinite(denoised).all()):
+            raise UserError(f"the denoised frames of scene {item['scene']} at ISO {item['iso']} are not finite (NaN or "
+                            "inf): the checkpoint is broken; nothing was written")
         frames = [raw_frame_metrics(d, c) for d, c in zip(denoised, item["clean"])]
         inputs = [raw_frame_metrics(n.clamp(0, 1), c) for n, c in zip(item["noisy"], item["clean"])]
         scores = {"psnr": float(np.mean([f[0] for f in frames])), "ssim": float(np.mean([f[1] for f in frames])),

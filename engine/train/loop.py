@@ -54,7 +54,7 @@ from engine.train.setup import (
     seed_epoch,
 )
 from engine.train.step import GRAD_CLIP_NORM, StepResult, compute_loss, train_step, training_amp_supported
-from engine.train.tasks import SrgbTask, TrainingTask
+from engine.train.tasks import NonFiniteOutputs, SrgbTask, TrainingTask
 from utils.atomic import remove_temp_files
 from utils.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from utils.errors import UserError, warn
@@ -208,8 +208,13 @@ def _require_finite_weights(model: nn.Module, epoch: int, last: Path | None) -> 
                 if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
     if bad is not None:
         raise UserError(f"training diverged: the weights hold NaN or inf after epoch {epoch} ({bad}); "
-                        + (f"the last good checkpoint is '{last}'" if last else "no checkpoint was written")
-                        + "; try a lower --lr")
+                        + _last_good(last) + "; try a lower --lr")
+
+
+def _last_good(last: Path | None) -> str:
+    """The newest checkpoint written, the one to go back to (every saved epoch had finite weights
+    and finite validation outputs)."""
+    return f"the last good checkpoint is '{last}'" if last else "no checkpoint was written"
 
 
 def _make_log_dir(log_dir: Path) -> None:
@@ -288,7 +293,11 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, task:
                                log, board, distillation, deadline)
             scheduler.step()
             if ctx.is_main:
-                validation = task.validate(model, ctx.device)
+                try:
+                    validation = task.validate(model, ctx.device)
+                except NonFiniteOutputs as exc:
+                    raise UserError(f"training diverged: {exc} after epoch {epoch}; "
+                                    + _last_good(summary["last_checkpoint"]) + "; try a lower --lr") from None
                 val_psnr = validation["val_psnr"]
                 history.append({"epoch": epoch, "lr": lr, **stats, **validation})
                 path = checkpoint_path(log_dir, epoch)

@@ -7,7 +7,6 @@ files always agree with the checkpoint it resumed from.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from utils.atomic import atomic_path
+from utils.json_text import strict_json
 
 LOG_FILE = "train.log"
 HISTORY_JSON = "metrics.json"
@@ -61,7 +61,7 @@ def close_run_logger(logger: logging.Logger) -> None:
 def write_history(log_dir: Path, history: list[dict[str, Any]]) -> None:
     """Write the per-epoch metrics as `metrics.json` and `metrics.csv` (one row per epoch)."""
     with atomic_path(log_dir / HISTORY_JSON, "metrics") as tmp:
-        tmp.write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(strict_json(history, indent=1), encoding="utf-8")
     columns: list[str] = []
     for row in history:
         columns += [key for key in row if key not in columns]

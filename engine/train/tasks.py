@@ -10,6 +10,7 @@ batch, which loss and gradient clipping a step uses, what is logged, and how an 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,10 @@ from utils.noise import PoissonGaussian, add_train_noise, sample_train_sigma
 from utils.raw import blind_spot_mse, validation_psnr
 
 RAW_LOSSES = ("mse", "gaussian")
+
+
+class NonFiniteOutputs(Exception):
+    """A validation whose denoised outputs are not finite: the epoch is not a good one to keep."""
 
 
 def batch_psnr(images: torch.Tensor, clean: torch.Tensor) -> float:
@@ -97,6 +102,8 @@ class SrgbTask:
         model.eval()
         scores = [score_sequence(model, clean, self.val_sigma, ssim=False, require_finite=False)[1].psnr
                   for _, clean in self.val_sequences]
+        if not all(math.isfinite(s) for s in scores):
+            raise NonFiniteOutputs("the validation outputs are NaN")
         model.train(was_training)
         return {"val_psnr": float(np.mean(scores)) if scores else None}
 
@@ -140,6 +147,8 @@ class RawTask:
         for item in self.val_data:
             noise = PoissonGaussian(item["a"], item["b"])
             denoised = denoise_sequence(model, item["noisy"], noise)
+            if not bool(torch.isfinite(denoised).all()):  # 12-bit quantisation would hide NaN as a number
+                raise NonFiniteOutputs("the validation outputs are NaN or inf")
             scores = [validation_psnr(d, c) for d, c in zip(denoised, item["clean"])]
             per_iso.setdefault(str(item["iso"]), []).append(float(np.mean(scores)))
         model.train(was_training)
