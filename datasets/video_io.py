@@ -11,6 +11,8 @@ import errno
 import math
 import os
 import re
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -81,6 +83,8 @@ def check_writable_output(path: str | os.PathLike) -> Path:
     Folders are not created here.
     """
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise UserError(f"output '{path}' is not a regular file or folder (a device or a pipe?)")
     if path.is_dir() and is_video_file(path):
         raise UserError(f"output '{path}' is an existing folder, not a video file")
     if not path.is_dir() and path.suffix.lower() in UNWRITABLE_MEDIA:
@@ -177,6 +181,7 @@ def _write_video_file(path: Path, frames: np.ndarray, fps: float) -> None:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
         try:
             if not writer.isOpened():
+                _probe_disk(tmp)  # a full disk or a write error reads as such, not as a missing encoder
                 raise UserError(f"cannot write video '{path}' (no encoder for this container)")
             for frame in frames:
                 bgr = _to_bgr(to_8bit(frame))
@@ -186,6 +191,14 @@ def _write_video_file(path: Path, frames: np.ndarray, fps: float) -> None:
         written = _frame_count(tmp)
         if written != len(frames):
             raise OSError(errno.EIO, f"the encoded file holds {written} of {len(frames)} frames (disk full?)")
+
+
+def _probe_disk(tmp: Path) -> None:
+    """Write and sync 64 KiB to `tmp`: raises the real `OSError` (ENOSPC...) when the disk refuses."""
+    with open(tmp, "wb") as handle:
+        handle.write(bytes(1 << 16))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _frame_count(path: Path) -> int:
@@ -198,12 +211,36 @@ def _frame_count(path: Path) -> int:
 
 
 def _write_frame_folder(path: Path, frames: np.ndarray) -> None:
-    """One PNG per frame, each written atomically: an interrupted write keeps the finished frames."""
+    """Frames written into a hidden partial folder beside `path`, then moved into place: a new
+    output folder appears complete (one rename) or not at all, even after a SIGKILL; an existing
+    one (--overwrite) gets whole frames only. Partial folders of killed runs are removed first."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_partial_folders(path.parent, path.name)
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        partial.mkdir()
     except OSError as exc:
         raise UserError(f"cannot create output folder '{path}': {exc.strerror or exc}") from None
-    remove_temp_files(path)
-    for t, frame in enumerate(frames):
-        write_png(path / frame_name(t), frame)
+    try:
+        for t, frame in enumerate(frames):
+            write_png(partial / frame_name(t), frame)
+        if not path.exists():
+            os.replace(partial, path)
+            return
+        remove_temp_files(path)
+        for frame_file in sorted(partial.iterdir()):
+            os.replace(frame_file, path / frame_file.name)
+        partial.rmdir()
+    except OSError as exc:
+        raise UserError(f"cannot write frames into '{path}': {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     remove_earlier_frames(path, len(frames))
+
+
+def remove_partial_folders(folder: Path, name: str) -> list[Path]:
+    """Delete the partial frame folders that killed writes of output `name` left in `folder`."""
+    stale = sorted(p for p in folder.glob(f".{name}.*.partial") if p.is_dir())
+    for partial in stale:
+        shutil.rmtree(partial, ignore_errors=True)
+    return stale

@@ -159,3 +159,171 @@ def test_json_outputs_are_strict():
     from utils.json_text import strict_json
     assert strict_json({"psnr": float("nan"), "rows": [1.5, float("inf")]}, indent=None) == \
         '{"psnr": null, "rows": [1.5, null]}\n'
+
+
+# ------------------------------------------------------------------ raw levels, previews, devices
+
+@pytest.fixture(scope="module")
+def raw_setup(tmp_path_factory):
+    import cv2
+    import numpy as np
+
+    from engine.inference.loading import save_denoiser
+    from models import build_model
+    root = tmp_path_factory.mktemp("raw_levels")
+    torch.manual_seed(0)
+    save_denoiser(root / "raw.pth", build_model("BR_d_c_raw", num_channels=8, num_resblocks=2, flow="zero"), {})
+    rng = np.random.default_rng(0)
+    for name, dtype, top in (("eight", np.uint8, 255), ("full16", np.uint16, 65535), ("crvd", np.uint16, 4095)):
+        (root / name).mkdir()
+        for t in range(3):
+            frame = rng.integers(0, top + 1, (16, 20)).astype(dtype)
+            frame[0, 0] = top  # the brightest pixel reaches the top of the range
+            cv2.imwrite(str(root / name / f"{t:05d}.png"), frame)
+    return root
+
+
+def _raw_argv(root, source, out, *extra):
+    return [root / source, "-o", out, "--raw", "--model_file", root / "raw.pth", "--device", "cpu", *extra]
+
+
+@pytest.mark.parametrize("source, extra, words", [
+    ("eight", [], "--white 4095 is above what these 8-bit frames hold (255)"),
+    ("full16", [], "pixels reach 65535, above the white level 4095"),
+    ("crvd", ["--white", "1e30"], "--white 1e+30 is above what these 16-bit frames hold (65535)"),
+])
+def test_raw_levels_that_cannot_describe_the_frames_are_refused(raw_setup, tmp_path, capsys, source, extra, words):
+    out = tmp_path / "out"
+    code, _, err = cli(denoise_cli.main, _raw_argv(raw_setup, source, out, *extra), capsys)
+    assert code == 2 and words in the_error(err)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_raw_levels_that_fit_are_accepted(raw_setup, tmp_path, capsys):
+    code, _, err = cli(denoise_cli.main, _raw_argv(raw_setup, "eight", tmp_path / "out", "--black", "0",
+                                                   "--white", "255"), capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "out").iterdir())) == 3 and (tmp_path / "out_preview.mp4").is_file()
+
+
+def test_an_unwritable_preview_or_a_device_output_fails_before_any_work(raw_setup, inputs, tmp_path, capsys,
+                                                                      monkeypatch):
+    import engine.commands.denoise_raw as denoise_raw_module
+    read_anything = []
+    monkeypatch.setattr(denoise_raw_module, "read_mosaics", lambda *a: read_anything.append(1))
+    code, _, err = cli(denoise_cli.main, _raw_argv(raw_setup, "crvd", tmp_path / "out", "--preview",
+                                                   "/proc/preview.mp4"), capsys)
+    assert code == 2 and "no file can be created in '/proc'" in the_error(err) and not read_anything
+    assert not (tmp_path / "out").exists()
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, "/dev/null"), capsys)
+    assert code == 2 and "'/dev/null' is not a regular file or folder" in the_error(err)
+
+
+def test_a_raw_model_in_the_srgb_paths_says_what_to_do(raw_setup, inputs, tmp_path, capsys):
+    argv = [inputs["train"] / "seq0", "-o", tmp_path / "o.mp4", "--model_file", raw_setup / "raw.pth",
+            "--device", "cpu", "--sigma", "30"]
+    for extra in ([], ["--prior_scale", "1"]):
+        code, _, err = cli(denoise_cli.main, argv + extra, capsys)
+        assert code == 2 and "is a raw model (4 packed Bayer channels): pass --raw" in the_error(err)
+    code, _, err = cli(evaluate_cli.main, ["--model_file", raw_setup / "raw.pth", "--test_path", inputs["train"],
+                                           "--device", "cpu", "--no_save"], capsys)
+    assert code == 2 and "is a raw model (4 packed Bayer channels): evaluate it with CRVD_test.py" in the_error(err)
+
+
+# ------------------------------------------------------------------ frame folders, disks, checkpoints
+
+def test_a_killed_folder_write_leaves_no_folder_that_looks_finished(inputs, tmp_path, capsys, monkeypatch):
+    import datasets.video_io as video_io
+    real_write_png = video_io.write_png
+    written = []
+
+    def killed_after_two(path, frame):
+        if len(written) == 2:
+            raise KeyboardInterrupt  # what a kill mid-write looks like to the frames written so far
+        written.append(path)
+        real_write_png(path, frame)
+
+    monkeypatch.setattr(video_io, "write_png", killed_after_two)
+    out = tmp_path / "frames"
+    with pytest.raises(KeyboardInterrupt):
+        denoise_cli.main([str(a) for a in _denoise_argv(inputs, out)])
+    assert not out.exists()
+    # A SIGKILL leaves its partial folder behind: the next run removes it and writes every frame.
+    (tmp_path / ".frames.0123abcd.partial").mkdir()
+    monkeypatch.setattr(video_io, "write_png", real_write_png)
+    assert cli(denoise_cli.main, _denoise_argv(inputs, out), capsys)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"] and len(list(out.iterdir())) == 6
+
+
+def test_a_full_disk_while_opening_a_video_reads_as_a_full_disk(inputs, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    import cv2
+
+    import datasets.video_io as video_io
+
+    class Unopenable:  # what OpenCV's writer does when it cannot create its file
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):  # noqa: N802 (OpenCV's name)
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", Unopenable)
+    monkeypatch.setattr(video_io, "open", lambda path, mode: builtins.open("/dev/full", mode), raising=False)
+    out = tmp_path / "o.mp4"
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, out), capsys)
+    assert code == 2 and f"cannot write video '{out}': No space left on device" in the_error(err)
+    assert "no encoder" not in err and not out.exists()
+
+
+def test_a_checkpoint_with_a_flipped_bit_is_refused_not_resumed(inputs, tmp_path, capsys):
+    log = tmp_path / "log"
+    assert cli(train_cli.main, tiny_argv(inputs["train"], None, log, patches_per_epoch=2), capsys)[0] == 0
+    data = bytearray((log / "ckpt_e1.pth").read_bytes())
+    data[len(data) // 2] ^= 0x04  # inside a tensor record
+    (log / "ckpt_e1.pth").write_bytes(bytes(data))
+    code, _, err = cli(train_cli.main, tiny_argv(inputs["train"], None, log, epochs=2, patches_per_epoch=2), capsys)
+    assert code == 2 and "is damaged: its record" in the_error(err) and "fails its checksum" in err
+    assert not (log / "ckpt_e2.pth").exists()
+
+
+def test_a_new_lr_on_resume_is_refused_not_ignored(inputs, tmp_path, capsys):
+    log = tmp_path / "log"
+    assert cli(train_cli.main, tiny_argv(inputs["train"], None, log, patches_per_epoch=2, lr="1e-3"), capsys)[0] == 0
+    code, _, err = cli(train_cli.main, tiny_argv(inputs["train"], None, log, epochs=2, patches_per_epoch=2,
+                                                 lr="5e-4"), capsys)
+    assert code == 2 and "--lr: the run in" in the_error(err) and "was trained with lr=0.001, not 0.0005" in err
+    assert not (log / "ckpt_e2.pth").exists()
+    code, _, _ = cli(train_cli.main, tiny_argv(inputs["train"], None, log, epochs=2, patches_per_epoch=2,
+                                               lr="1e-3"), capsys)
+    assert code == 0 and load_checkpoint(log / "ckpt_e2.pth")["args"]["lr"] == 1e-3
+
+
+def test_prior_scale_values_out_of_range_and_failed_fits_are_named(inputs, tmp_path, capsys, monkeypatch):
+    code, _, err = cli(denoise_cli.main, _denoise_argv(inputs, tmp_path / "o.mp4", "--prior_scale", "1e30"), capsys)
+    assert code == 2 and "--prior_scale 1e30: a scale must lie in [0.05, 4]" in the_error(err)
+    from engine.inference import prior_scale
+    # A likelihood that is NaN whatever the matrix (as for an output that overflows in places).
+    monkeypatch.setattr(prior_scale, "loglike_loss", lambda out, noisy, sigma, scale: scale.sum() * float("nan"))
+    code, out, err = cli(denoise_cli.main, _denoise_argv(inputs, tmp_path / "o.mp4"), capsys)
+    assert code == 0 and "fitted to the input" not in out
+    assert "cannot fit the prior's colour matrix" in err and "using the model's own posterior" in err
+
+
+def test_srgb_test_writes_no_png_from_nan_output(inputs, tmp_path, capsys):
+    from engine.inference.loading import save_denoiser
+    from models import build_model
+    torch.manual_seed(0)
+    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2, flow="zero")
+    _overflowing(model)
+    ckpt = tmp_path / "overflowing.pth"
+    save_denoiser(ckpt, model, {})
+    out = tmp_path / "pngs"
+    code, _, err = cli(evaluate_cli.main, ["--model_file", ckpt, "--test_path", inputs["train"], *TINY,
+                                           "--output_dir", out], capsys)
+    assert code == 2 and "denoised frame 0 is not finite (NaN or inf)" in the_error(err)
+    assert not list(out.rglob("*.png"))

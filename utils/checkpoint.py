@@ -116,7 +116,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise UserError(_unreadable(path, exc)) from None
     if not isinstance(data, dict):
         raise UserError(f"'{path}' holds a {type(data).__name__}, not a checkpoint dict")
+    damaged = _damaged_record(path)
+    if damaged:
+        raise UserError(f"checkpoint '{path}' is damaged: its record '{damaged}' fails its checksum (bit rot or "
+                        "a bad copy); copy the file again or use another checkpoint")
     return data
+
+
+def _damaged_record(path: Path) -> str | None:
+    """The first record of a zip-format torch file whose CRC-32 does not match (torch.load does not
+    check them), else None; legacy-format files carry no checksums."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return str(exc)
 
 
 def _unreadable(path: Path, exc: Exception) -> str:

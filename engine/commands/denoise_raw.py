@@ -19,7 +19,7 @@ import torch
 
 from datasets.crvd import ISOS, noise_parameters
 from datasets.image_folder import list_frames, read_frame_native, read_frames
-from datasets.video_io import DEFAULT_FPS, check_writable_output, write_video
+from datasets.video_io import DEFAULT_FPS, VIDEO_EXTENSIONS, check_writable_output, write_video
 from engine.inference.loading import load_denoiser, resolve_device
 from engine.inference.sequence import checked_frames
 from utils.errors import UserError
@@ -53,6 +53,21 @@ def _levels(args: argparse.Namespace) -> tuple[float, float]:
     if not (np.isfinite(black) and np.isfinite(white) and 0 <= black < white):
         raise UserError(f"--black {black:g} / --white {white:g}: need 0 <= black < white")
     return float(black), float(white)
+
+
+def _check_levels(stored: np.ndarray, black: float, white: float, source: str) -> None:
+    """Refuse levels that cannot describe these frames: a white level above what their bit depth
+    holds (8-bit frames with the default 12-bit levels), or pixels above the white level (16-bit
+    full-range frames with 12-bit levels); either would destroy the output silently."""
+    bits = np.iinfo(stored.dtype).bits
+    top = float(np.iinfo(stored.dtype).max)
+    if white > top:
+        raise UserError(f"--white {white:g} is above what these {bits}-bit frames hold ({top:g}): give the "
+                        "sensor's levels with --black/--white (CRVD's 240/4095 need 16-bit frames)")
+    brightest = float(stored.max())
+    if brightest > white:
+        raise UserError(f"'{source}': pixels reach {brightest:g}, above the white level {white:g}: give the "
+                        "sensor's levels with --black/--white")
 
 
 def read_mosaics(folder: str) -> np.ndarray:
@@ -94,6 +109,10 @@ def denoise_raw(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"-o/--output '{output}' is a folder that is not empty; pass --overwrite or choose another")
     preview = Path(args.preview) if args.preview else output.with_name(output.name + "_preview.mp4")
     refuse_overlap(preview, "--preview", [("the input", args.input), ("-o/--output", args.output)])
+    if check_writable_output(preview).suffix.lower() not in VIDEO_EXTENSIONS:
+        raise UserError(f"--preview '{preview}': the preview is a video file ({'/'.join(VIDEO_EXTENSIONS)})")
+    if preview.exists() and not args.overwrite:
+        raise UserError(f"--preview '{preview}' already exists; pass --overwrite to replace it")
     model, _ = load_denoiser(args.model_file, resolve_device(args.device), "BR_d_c_raw", args.num_resblocks,
                              args.num_channels, args.pwc_weights, args.flow, args.align)
     if model.config.img_channels != 4:
@@ -103,6 +122,7 @@ def denoise_raw(args: argparse.Namespace) -> dict[str, Any]:
     if gaussian_head and args.iso is None:
         raise UserError("this raw model (--raw_loss gaussian) needs the noise parameters: pass --iso")
     stored = read_mosaics(args.input)
+    _check_levels(stored, black, white, args.input)
     shifted = to_gbrg(stored, args.bayer_pattern)
     if shifted.shape[1] % 2 or shifted.shape[2] % 2:
         raise UserError(f"'{args.input}': frames are {stored.shape[2]}x{stored.shape[1]}; a Bayer mosaic has "

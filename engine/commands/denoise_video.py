@@ -28,7 +28,14 @@ from engine.inference.loading import (
     resolve_device,
     save_denoiser,
 )
-from engine.inference.prior_scale import AUTO, FIT_FRAMES, fit_prior_scale, format_prior_scale, parse_prior_scale
+from engine.inference.prior_scale import (
+    AUTO,
+    FIT_FRAMES,
+    PriorFitFailed,
+    fit_prior_scale,
+    format_prior_scale,
+    parse_prior_scale,
+)
 from engine.inference.sequence import MEMORY_MODES, checked_frames
 from engine.train.finetune import (
     DEFAULT_MODEL_FINETUNE_STEPS,
@@ -215,6 +222,9 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
                              args.pwc_weights, args.flow, args.align)
+    if model.config.img_channels != 3:
+        raise UserError(f"--model_file '{args.model_file}' is a raw model ({model.config.img_channels} packed Bayer "
+                        "channels): pass --raw and a folder of Bayer mosaics")
     stored, fps = read_video(args.input)
     sigma = unit_sigma(given if given is not None else estimated_sigma(stored))
     frames = VideoFrames(stored)
@@ -235,10 +245,15 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
                                                    "num_channels": args.num_channels,
                                                    "finetuned_on": str(args.input), "sigma": sigma * 255.0})
     if prior_scale is None:
-        prior_scale = fit_prior_scale(model, torch.stack([frames[t] for t in range(min(len(frames), FIT_FRAMES))]),
-                                      sigma)
-        print(f"prior scale {format_prior_scale(prior_scale)}, fitted to the input "
-              "(--prior_scale 1 keeps the model's own)", flush=True)
+        try:
+            prior_scale = fit_prior_scale(model, torch.stack([frames[t] for t in range(min(len(frames), FIT_FRAMES))]),
+                                          sigma)
+        except PriorFitFailed as exc:
+            warn(f"{exc}; using the model's own posterior (--prior_scale 1)")
+            prior_scale = 1.0
+        else:
+            print(f"prior scale {format_prior_scale(prior_scale)}, fitted to the input "
+                  "(--prior_scale 1 keeps the model's own)", flush=True)
     denoised = np.empty_like(stored)
     for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale):
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])

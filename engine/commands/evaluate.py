@@ -302,6 +302,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     model, _ = load_denoiser(args.model_file, device, args.model, args.num_resblocks, args.num_channels,
                              args.pwc_weights, args.flow, args.align)
+    if model.config.img_channels != 3:
+        raise UserError(f"--model_file '{args.model_file}' is a raw model ({model.config.img_channels} packed Bayer "
+                        "channels): evaluate it with CRVD_test.py")
     sequences = test_sequences(args)
     results: dict[str, Any] = {}
     for key, sigma in sigmas:

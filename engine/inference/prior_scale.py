@@ -31,6 +31,10 @@ FIT_SIDE = 256
 _UPPER = torch.triu_indices(3, 3)
 
 
+class PriorFitFailed(UserError):
+    """The colour matrix could not be fitted (a non-finite likelihood): nothing was fitted."""
+
+
 def parse_prior_scale(text: str) -> PriorScale | None:
     """A --prior_scale value: a positive number k, nine comma-separated numbers (a symmetric
     positive-definite S, row by row, as `denoise.py` prints a fitted one), or 'auto' (None)."""
@@ -40,11 +44,19 @@ def parse_prior_scale(text: str) -> PriorScale | None:
         values = [float(part) for part in text.split(",")]
     except ValueError:
         values = []
+    low, high = SCALE_BOUNDS
     if len(values) == 1 and math.isfinite(values[0]) and values[0] > 0:
+        if not low <= values[0] <= high:
+            raise UserError(f"--prior_scale {text}: a scale must lie in [{low:g}, {high:g}] (the range the fit "
+                            "searches; 1 = the model's own posterior)")
         return values[0]
     if len(values) == 9 and all(math.isfinite(value) for value in values):
         matrix = torch.tensor(values, dtype=torch.float64).view(3, 3)
         if torch.allclose(matrix, matrix.T, atol=1e-6) and bool(torch.linalg.eigvalsh(matrix).min() > 0):
+            eigenvalues = torch.linalg.eigvalsh(matrix)
+            if eigenvalues.min() < low * (1 - 1e-3) or eigenvalues.max() > high * (1 + 1e-3):
+                raise UserError(f"--prior_scale: the matrix's scales (eigenvalues {eigenvalues.min():.3g} .. "
+                                f"{eigenvalues.max():.3g}) must lie in [{low:g}, {high:g}]")
             return matrix
     raise UserError(f"--prior_scale: expected a positive number, nine numbers of a symmetric "
                     f"positive-definite 3x3 matrix (comma-separated) or auto, got '{text}'")
@@ -82,8 +94,14 @@ def fit_prior_scale_to_output(out: torch.Tensor, noisy: torch.Tensor, sigma: flo
         loss.backward()
         return float(loss.detach()), tensor.grad.numpy().copy()
 
+    start, _ = nll_and_gradient(np.zeros(6))
+    if not math.isfinite(start):
+        raise PriorFitFailed("cannot fit the prior's colour matrix: the likelihood of the input is not finite "
+                             "under the model's output")
     result = minimize(nll_and_gradient, np.zeros(6), jac=True, method="L-BFGS-B",
                       options={"maxiter": 100, "gtol": 1e-6})
+    if not (math.isfinite(result.fun) and np.isfinite(result.x).all()):
+        raise PriorFitFailed(f"the fit of the prior's colour matrix failed ({result.message})")
     return _bounded(_colour_matrix(torch.from_numpy(result.x)))
 
 

@@ -75,6 +75,11 @@ def check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path) 
         require(old == new, f"{option}: the run in '{log_dir}' was trained with {name}={old}, not {new}; "
                              "resume it with the same options or choose another --log_dir")
     saved = resume.get("args") or {}
+    if "lr" in saved and saved["lr"] != args.lr:
+        # The optimizer and its schedule continue from the checkpoint: a new rate would be ignored.
+        raise UserError(f"--lr: the run in '{log_dir}' was trained with lr={saved['lr']:g}, not {args.lr:g}; "
+                        "resuming continues its optimizer and schedule, so a new rate would be ignored: resume "
+                        f"with --lr {saved['lr']:g} or choose another --log_dir")
     for name, default in TRAINING_ARGS.items():
         if name == "teacher" and not args.distill:
             continue
