@@ -223,7 +223,10 @@ def _write_frame_folder(path: Path, frames: np.ndarray) -> None:
         raise UserError(f"cannot create output folder '{path}': {exc.strerror or exc}") from None
     try:
         for t, frame in enumerate(frames):
-            write_png(partial / frame_name(t), frame)
+            try:
+                write_png(partial / frame_name(t), frame)
+            except UserError as exc:  # name the frame the user asked for, not the hidden folder
+                raise UserError(str(exc).replace(str(partial), str(path))) from None
         if not path.exists():
             os.replace(partial, path)
             return

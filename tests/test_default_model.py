@@ -57,6 +57,7 @@ def test_the_model_alone_keeps_colour_on_a_colourful_held_out_clip():
     assert abs(mean_chroma(out) / mean_chroma(clean) - 1) < CHROMA_TOLERANCE, (mean_chroma(out), mean_chroma(clean))
 
 
+@pytest.mark.slow
 def test_denoise_py_keeps_colour_on_a_colourful_held_out_clip(tmp_path):
     """`denoise.py in -o out` as it runs with no other argument (sigma estimated, 160 fine-tuning steps
     on the input, fitted prior): the output's colourfulness within the tolerance of the clean clip's,
@@ -81,6 +82,7 @@ def test_denoise_py_keeps_colour_on_a_colourful_held_out_clip(tmp_path):
     assert psnr["default"] > psnr["no finetune"] + 1.0, psnr
 
 
+@pytest.mark.slow
 def test_denoise_with_no_other_argument(tmp_path):
     _, noisy = noisy_carphone(sigma=20, frames=6, seed=1)
     write_video(tmp_path / "clip.mp4", noisy, 25.0)

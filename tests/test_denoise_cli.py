@@ -54,6 +54,7 @@ def test_video_file_keeps_frames_size_and_fps(files):
     assert np.abs(frames.astype(int) - noisy.astype(int)).mean() > 1  # it did change the frames
 
 
+@pytest.mark.slow
 def test_gray_16bit_odd_folder_with_finetuning(files):
     out, saved = files["root"] / "gray_out", files["root"] / "tuned.pth"
     result = _run(files["gray"], "-o", out, "--sigma", "25", "--model_file", files["ckpt"], *TINY,

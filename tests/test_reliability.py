@@ -243,6 +243,7 @@ def _as_other_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_unreadable_folders_and_checkpoints_are_one_line_in_every_script(inputs):
     shared = Path(tempfile.mkdtemp(prefix="stbn-perm-"))  # reachable by the other user
     try:

@@ -109,6 +109,7 @@ def _overflowing(model) -> None:
                 value.fill_(1e30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", ["SrgbTask", "RawTask"])
 def test_an_epoch_with_nan_validation_outputs_is_not_a_good_one(inputs, tmp_path, capsys, monkeypatch, task_name):
     from engine.train import tasks

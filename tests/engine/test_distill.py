@@ -117,6 +117,7 @@ def _pwc_state(ckpt: dict) -> dict[str, torch.Tensor]:
             if k.startswith("pwcnet.")}
 
 
+@pytest.mark.slow
 def test_distillation_trains_the_student_and_resumes_exactly(distill_setup, tmp_path):
     _, weights = distill_setup
     initial = PWCNet()

@@ -153,6 +153,7 @@ def test_png_write_failure_keeps_earlier_file(tmp_path, monkeypatch):
     assert np.array_equal(cv2.imread(str(target)), first) and [p.name for p in tmp_path.iterdir()] == ["00000.png"]
 
 
+@pytest.mark.slow
 def test_stbn_s_finetuning_improves_psnr_and_starts_each_sequence_from_the_checkpoint(setup, monkeypatch):
     """--finetune 20 (STBN_s) trains on each sequence's protocol noisy frames (float, unclipped),
     beats --finetune 0 on both sequences, and restores the checkpoint before the next sequence."""
@@ -199,6 +200,7 @@ def test_sigma_estimate_reports_the_estimate_and_the_numbers_it_gives(setup, cap
     assert "estimated sigma" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_prior_scale_fit_reports_the_scale_and_the_numbers_it_gives(setup, capsys):
     from datasets.builtin import builtin_split
     from datasets.eval_sequences import to_unit_float

@@ -67,6 +67,7 @@ def test_parse_prior_scale():
             parse_prior_scale(bad)
 
 
+@pytest.mark.slow
 def test_auto_scale_improves_the_default_model_on_held_out_bikes():
     """On bikes' held-out frames at sigma 25 the default model's posterior keeps noise its prior
     mean had removed; the fitted colour matrix (shrinking the chroma spread most) gains more than

@@ -26,6 +26,7 @@ def run(data_dirs, log_dir, **overrides):
     return train(build_arg_parser().parse_args(tiny_argv(train_dir, val_dir, log_dir, **overrides)))
 
 
+@pytest.mark.slow
 def test_loss_falls_and_run_leaves_its_files(data_dirs, tmp_path):
     # 3 epochs x 10 steps, lr halved after epoch 2.
     out = run(data_dirs, tmp_path, epochs=3, milestones="2", gamma=0.5, lr=1e-3)

@@ -61,6 +61,7 @@ def test_a_step_is_the_official_one_without_clipping():
         assert torch.allclose(p, q, atol=1e-7), name
 
 
+@pytest.mark.slow
 def test_training_writes_per_iso_validation_that_matches_a_by_hand_score(tmp_path):
     out = train(_args(tmp_path / "log"), data=raw_data)
     history = out["history"]
@@ -97,6 +98,7 @@ def test_gaussian_loss_trains_a_covariance_head_and_denoises_with_the_posterior(
     assert not torch.allclose(den, out[0, :, :4].clamp(0, 1), atol=1e-3)  # the noisy pixel is brought back in
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_one_line_errors(tmp_path):
     for argv, message in ((["--epochs", "1"], "exactly one of --CRVD_dir"),
                           (["--CRVD_dir", str(tmp_path / "missing")], "not an existing folder"),

@@ -1,6 +1,7 @@
 """The model against the official code: state-dict layout and the golden output vector."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models import build_model
@@ -33,6 +34,7 @@ def test_eval_output_matches_official_golden_vector():
     assert worst < 1e-4, worst
 
 
+@pytest.mark.slow
 def test_three_training_steps_match_the_official_loop(monkeypatch):
     """`engine.train.step.train_step` (the step training runs) against three official steps of
     `sRGB_train_bsn.py` (tests/data/golden/README.md): same losses, gradient norms, updates."""

@@ -66,6 +66,7 @@ def test_12bit_validation_matches_the_official_rule(golden):
         assert sum(frames) / len(frames) == pytest.approx(float(golden[mean_key]), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_two_training_steps_match_the_official_loop(golden):
     """Noisy clip as input and target, plain blind-spot loss, Adam (lr 1e-4), no gradient clipping."""
     model = _raw_model(float(golden["weight_gain"])).train()
