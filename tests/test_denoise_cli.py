@@ -43,6 +43,7 @@ def _run(*argv):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_video_file_keeps_frames_size_and_fps(files):
     out = files["root"] / "out.mp4"
     result = _run(files["video"], "-o", out, "--sigma", "30", "--model_file", files["ckpt"], *TINY)
@@ -111,6 +112,7 @@ def test_bad_input_is_one_line_exit_2(files, problem, capsys):
     assert expected in [line for line in err if line.startswith("error:")][0]
 
 
+@pytest.mark.slow
 def test_sigma_auto_is_the_default_and_prints_the_estimate(files, capsys):
     clean = builtin_clip("carphone")[-8:].astype(np.float32)
     rng = np.random.default_rng(5)

@@ -59,6 +59,7 @@ def test_loss_falls_and_run_leaves_its_files(data_dirs, tmp_path):
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 4
 
 
+@pytest.mark.slow
 def test_resume_repeats_an_uninterrupted_run(data_dirs, tmp_path):
     short = {"patches_per_epoch": 8, "print_every": 2}  # 4 steps per epoch
     straight = run(data_dirs, tmp_path / "straight", epochs=2, **short)

@@ -82,6 +82,7 @@ def test_training_writes_per_iso_validation_that_matches_a_by_hand_score(tmp_pat
     assert "psnr_ISO25600" in (tmp_path / "log" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_gaussian_loss_trains_a_covariance_head_and_denoises_with_the_posterior(tmp_path):
     train(_args(tmp_path / "log", "--raw_loss", "gaussian", "--epochs", "1"), data=raw_data)
     model, _ = load_denoiser(tmp_path / "log" / "ckpt_e1.pth", torch.device("cpu"))
