@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.classical import NLM_TEMPORAL_WINDOW, bm4d_video, nlm_video, tv_video, wavelet_video
+from benchmarks.classical import NLM_TEMPORAL_WINDOW, bm3d_video, bm4d_video, nlm_video, tv_video, wavelet_video
 from benchmarks.common import REPO_ROOT, run_record, timed
 from benchmarks.optional_packages import import_or_install
 from benchmarks.quality_report import format_table, plot_bars, write_json
@@ -71,8 +71,9 @@ def tune_classical(train_clean: np.ndarray, sigmas: list[float]) -> dict[float, 
     return tuned
 
 
-def classical_methods(sigma: float, tuned: dict, pywt_ok: bool) -> dict[str, tuple[Denoiser, dict]]:
-    """name -> (denoiser of a (T,H,W,3) noisy clip, its parameters) for one sigma (0-255 scale)."""
+def classical_methods(sigma: float, tuned: dict, pywt_ok: bool, bm3d=None) -> dict[str, tuple[Denoiser, dict]]:
+    """name -> (denoiser of a (T,H,W,3) noisy clip, its parameters) for one sigma (0-255 scale);
+    BM3D per frame when the `bm3d` module is given."""
     methods = {
         "noisy input": (lambda x: x, {}),
         f"NLM-multi (OpenCV, {NLM_TEMPORAL_WINDOW} frames, uint8 in)":
@@ -82,6 +83,9 @@ def classical_methods(sigma: float, tuned: dict, pywt_ok: bool) -> dict[str, tup
     if pywt_ok:
         methods["wavelet BayesShrink (skimage)"] = (lambda x: wavelet_video(x, unit_sigma(sigma)),
                                                    {"sigma": "given"})
+    if bm3d is not None:
+        methods["BM3D per frame (bm3d, true sigma)"] = (lambda x: bm3d_video(x, unit_sigma(sigma), bm3d),
+                                                        {"sigma": "given"})
     return methods
 
 
@@ -107,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune_frames", type=int, default=6)
     p.add_argument("--repeats", type=int, default=1, help="timing repeats of each method (min/median/max)")
     p.add_argument("--bm4d", action="store_true", help="add BM4D (installed into a temp folder for this run)")
+    p.add_argument("--no_bm3d", action="store_true",
+                   help="leave out the BM3D-per-frame row (the bm3d package, benchmarks/requirements-optional.txt; "
+                        "installed into a temp folder for this run when missing)")
     p.add_argument("--bm4d_crop", type=int, default=64, help="side of BM4D's centre square crop")
     p.add_argument("--bm4d_frames", type=int, default=8, help="held-out frames BM4D denoises")
     p.add_argument("--skip_stbn", action="store_true")
@@ -127,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def apply_quick(args: argparse.Namespace) -> None:
     args.clips, args.sigmas, args.crop, args.max_frames = ["carphone"], [30.0], [64, 64], 6
-    args.tune_frames, args.bm4d, args.skip_stbn = 4, False, True
+    args.tune_frames, args.bm4d, args.no_bm3d, args.skip_stbn = 4, False, True, True
     args.out = args.out or Path(tempfile.gettempdir()) / "stbn_quality_quick"
 
 
@@ -152,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"BM4D ({bm4d_note}) on the centre {args.bm4d_crop}x{args.bm4d_crop} crop of the first "
                      f"{args.bm4d_frames} held-out frames; every method is also scored on that region."
                      if bm4d else f"BM4D row skipped: {bm4d_note}")
+
+    bm3d = None
+    if not args.no_bm3d:
+        bm4d_dependency, note = import_or_install("bm4d", "bm4d", install=not args.no_install)
+        bm3d, bm3d_note = (import_or_install("bm3d", "bm3d", install=not args.no_install) if bm4d_dependency
+                           else (None, note))
+        log(f"bm3d: {bm3d_note}")
+        notes.append(f"BM3D per frame: bm3d package ({bm3d_note}; non-commercial licence, never vendored)"
+                     if bm3d else f"BM3D row skipped: {bm3d_note}")
 
     tune_train, _ = clip_frames(args.tune_clip, tuple(args.crop), None)
     tuned = tune_classical(tune_train[:args.tune_frames], args.sigmas)
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{clip}: {clean.shape[0]} held-out frames {clean.shape[1]}x{clean.shape[2]}")
         for sigma in args.sigmas:
             noisy = noisy_clip(clean, unit_sigma(sigma))
-            methods = classical_methods(sigma, tuned[sigma], pywt is not None)
+            methods = classical_methods(sigma, tuned[sigma], pywt is not None, bm3d)
             if args.default_model:
                 methods |= default_model_methods(sigma, args.finetune_steps)
             if clip in trained:

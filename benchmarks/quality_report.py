@@ -38,14 +38,16 @@ def format_table(rows: list[dict]) -> str:
         cell = {(row["method"], row["sigma"]): row for row in group}
         first = group[0]
         lines.append(f"{clip} ({region}: {first['frames']} frames {first['size'][0]}x{first['size'][1]}), "
-                     "PSNR dB / SSIM / seconds")
-        lines.append(f"{'method':<40}" + "".join(f"| sigma {s:<19g}" for s in sigmas))
+                     "PSNR dB / SSIM / chroma error (0-255) / seconds")
+        lines.append(f"{'method':<40}" + "".join(f"| sigma {s:<27g}" for s in sigmas))
         for method in methods:
             cells = []
             for sigma in sigmas:
                 row = cell.get((method, sigma))
                 seconds = f"{row['seconds']['median']:6.1f}" if row and row["seconds"] else "     -"
-                cells.append(f"| {row['psnr']:6.2f} / {row['ssim']:.4f} / {seconds} " if row else f"| {'-':<25}")
+                colour = f"{row['chroma_error']:5.2f}" if row and "chroma_error" in row else "    -"
+                cells.append(f"| {row['psnr']:6.2f} / {row['ssim']:.4f} / {colour} / {seconds} " if row
+                             else f"| {'-':<33}")
             lines.append(f"{method:<40}" + "".join(cells))
         lines.append("")
     return "\n".join(lines)

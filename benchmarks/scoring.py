@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from utils.colour import chroma_error
 from utils.metrics import sequence_psnr, sequence_ssim
 from utils.noise import add_test_noise
 
@@ -33,12 +34,15 @@ def noisy_clip(clean: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def score(denoised: np.ndarray, clean: np.ndarray, ssim: bool = True) -> dict[str, float]:
-    """PSNR (and SSIM) of a (T,H,W,3) output against the clean clip, output clamped to [0, 1]."""
-    den = to_tchw(np.clip(denoised, 0.0, 1.0))
+    """PSNR (and SSIM and the chroma error, `utils.colour.chroma_error`) of a (T,H,W,3) output
+    against the clean clip, output clamped to [0, 1]."""
+    clamped = np.clip(denoised, 0.0, 1.0)
+    den = to_tchw(clamped)
     ref = to_tchw(clean)
     scores = {"psnr": sequence_psnr(den, ref)}
     if ssim:
         scores["ssim"] = sequence_ssim(den, ref)
+        scores["chroma_error"] = chroma_error(clamped, clean)
     return scores
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +14,7 @@ from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser
 from engine.inference.sequence import denoise_sequence
 from tests.engine.synthetic import REPO_ROOT
 from utils.checkpoint import load_checkpoint
+from utils.colour import colourfulness
 
 # How far the output's colourfulness may be from the clean clip's (the main.sh demo model, which
 # greys video out, reaches -81% here).
@@ -22,12 +22,8 @@ CHROMA_TOLERANCE = 0.2
 
 
 def mean_chroma(frames: np.ndarray) -> float:
-    """Mean colourfulness of (T,H,W,3) uint8 frames: |(Cr, Cb)| of 8x8 local means (noise averaged out)."""
-    values = []
-    for frame in frames:
-        ycc = cv2.blur(cv2.cvtColor(frame.astype(np.float32) / 255, cv2.COLOR_RGB2YCrCb), (8, 8))
-        values.append(np.hypot(ycc[..., 1] - 0.5, ycc[..., 2] - 0.5).mean() * 255)
-    return float(np.mean(values))
+    """Mean colourfulness of (T,H,W,3) uint8 frames (`utils.colour.colourfulness`)."""
+    return colourfulness(frames.astype(np.float32) / 255)
 
 
 def test_the_file_is_small_and_holds_no_unused_pwc_weights():

@@ -69,7 +69,8 @@ def classical_srgb_metrics(den: torch.Tensor, clean: torch.Tensor, gains: np.nda
 
 
 def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetISP | None = None,
-                  memory: str = "auto", pictures: dict[int, list[np.ndarray]] | None = None) -> dict[str, Any]:
+                  memory: str = "auto",
+                  pictures: dict[int, tuple[float, list[np.ndarray]]] | None = None) -> dict[str, Any]:
     """{"<iso>": {psnr, ssim, sRGB metrics, scenes: {...}}, "average": {...}} (see module).
 
     The sRGB metrics are `srgb_psnr`/`srgb_ssim` through RViDeNet's ISP when `isp` is given, else
@@ -96,9 +97,13 @@ def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetIS
             srgb = [classical_srgb_metrics(d, c, gains) for d, c in zip(denoised, item["clean"])]
             scores |= {"classical_srgb_psnr": float(np.mean([f[0] for f in srgb])),
                        "classical_srgb_ssim": float(np.mean([f[1] for f in srgb]))}
-        if pictures is not None and item["iso"] not in pictures:
+        if pictures is not None:
             t = len(denoised) // 2
-            pictures[item["iso"]] = [classical_isp(x, gains) for x in (item["noisy"][t], denoised[t], item["clean"][t])]
+            clean_srgb = classical_isp(item["clean"][t], gains)
+            texture = float(texture_energy(clean_srgb))
+            if texture > pictures.get(item["iso"], (-1.0, None))[0]:
+                pictures[item["iso"]] = (texture, [classical_isp(x, gains) for x in (item["noisy"][t], denoised[t])]
+                                         + [clean_srgb])
         per_iso.setdefault(str(item["iso"]), {"scenes": {}})["scenes"][str(item["scene"])] = scores
     for entry in per_iso.values():
         keys = next(iter(entry["scenes"].values())).keys()
@@ -107,9 +112,42 @@ def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetIS
     return {**per_iso, "average": {k: float(np.mean([e[k] for e in per_iso.values()])) for k in keys}}
 
 
-def write_side_by_side(pictures: dict[int, list[np.ndarray]], path: str | os.PathLike) -> None:
-    """One row per ISO (lowest first) of noisy | denoised | clean sRGB images, as a PNG."""
-    rows = [np.concatenate(pictures[iso], axis=1) for iso in sorted(pictures)]
+def texture_energy(image: np.ndarray) -> float:
+    """Mean absolute gradient (both axes) of an sRGB image (H,W,3) or a gray one (H,W): how much detail it shows."""
+    gray = image.mean(axis=-1) if image.ndim == 3 else image
+    return np.abs(np.diff(gray, axis=0)).mean() + np.abs(np.diff(gray, axis=1)).mean()
+
+
+def textured_crop(image: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """(top, left) of the `height` x `width` window of `image` with the most gradient energy."""
+    gray = image.mean(axis=-1)
+    energy = np.zeros_like(gray)
+    energy[1:, :] += np.abs(np.diff(gray, axis=0))
+    energy[:, 1:] += np.abs(np.diff(gray, axis=1))
+    sums = energy.cumsum(0).cumsum(1)
+    sums = np.pad(sums, ((1, 0), (1, 0)))
+    windows = (sums[height:, width:] - sums[:-height, width:] - sums[height:, :-width] + sums[:-height, :-width])
+    top, left = np.unravel_index(int(np.argmax(windows[::2, ::2])), windows[::2, ::2].shape)
+    return 2 * int(top), 2 * int(left)
+
+
+# The side-by-side shows a crop of this size (sRGB pixels), enlarged this many times (nearest
+# neighbour, so that single noisy pixels stay visible as such).
+CROP_SIZE = (64, 80)
+CROP_ZOOM = 3
+
+
+def write_side_by_side(pictures: dict[int, tuple[float, list[np.ndarray]]], path: str | os.PathLike) -> None:
+    """One row per ISO (lowest first) of noisy | denoised | clean: the same textured crop of each,
+    enlarged `CROP_ZOOM` times, as a PNG."""
+    first = pictures[min(pictures)][1][2]
+    height, width = min(CROP_SIZE[0], first.shape[0]), min(CROP_SIZE[1], first.shape[1])
+    rows = []
+    for iso in sorted(pictures):
+        images = pictures[iso][1]
+        top, left = textured_crop(images[2], height, width)
+        crops = [x[top:top + height, left:left + width] for x in images]
+        rows.append(np.concatenate([c.repeat(CROP_ZOOM, 0).repeat(CROP_ZOOM, 1) for c in crops], axis=1))
     write_png(Path(path), (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
@@ -129,7 +167,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", default="auto", choices=FLOW_CHOICES)
     p.add_argument("--memory", default="auto", choices=MEMORY_MODES)
     p.add_argument("--results_json", help="write the numbers to this JSON file")
-    p.add_argument("--output_png", help="write noisy | denoised | clean of one frame per ISO (classical ISP) here")
+    p.add_argument("--output_png", help="write noisy | denoised | clean of one frame per ISO (classical ISP; a "
+                                        "textured crop, enlarged) here")
     return p
 
 
@@ -151,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     isp = load_isp(args.isp) if args.isp else None
     with tempfile.TemporaryDirectory(prefix="stbn-crvd-") as scratch:
         root = args.CRVD_dir or write_simulated_crvd(Path(scratch), args.builtin, *args.builtin_size, captures=1)
-        pictures: dict[int, list[np.ndarray]] | None = {} if args.output_png else None
+        pictures: dict[int, tuple[float, list[np.ndarray]]] | None = {} if args.output_png else None
         results = evaluate_crvd(model, CRVDTestDataset(root, TEST_SCENES, ISOS), isp, args.memory, pictures)
     for iso in map(str, ISOS):
         line = (f"ISO {iso:>5}: raw PSNR {results[iso]['noisy_psnr']:.4f} -> {results[iso]['psnr']:.4f} dB, "
@@ -172,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results_json(args.results_json, results)
     if args.output_png:
         write_side_by_side(pictures, args.output_png)
-        print(f"side by side (noisy | denoised | clean; rows ISO {ISOS[0]}..{ISOS[-1]}; classical ISP): "
-              f"{args.output_png}", flush=True)
+        print(f"side by side (noisy | denoised | clean; rows ISO {ISOS[0]}..{ISOS[-1]}; classical ISP; the most "
+              f"textured scene, a {CROP_SIZE[1]}x{CROP_SIZE[0]} crop shown x{CROP_ZOOM}): {args.output_png}",
+              flush=True)
     return 0
