@@ -25,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import summary, time_calls
+from engine.inference.precision import bf16_native
 from models import build_model
 from models.stbn import OUTPUT_CHUNK_PIXELS, STBN
 from utils.errors import UserError
@@ -53,6 +54,10 @@ def _parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+BF16_LABEL = "ours + bf16 autocast"
+OFFICIAL_LABEL = "official layout (NCHW, per frame)"
+
+
 def _variants(model: STBN, device: torch.device, baseline: bool):
     """(label, setup, context, output chunk pixels) to time on the same model."""
     def ours() -> None:
@@ -62,11 +67,10 @@ def _variants(model: STBN, device: torch.device, baseline: bool):
         model.set_memory_format(torch.contiguous_format)
 
     rows = [("ours (channels-last, batched)", ours, nullcontext, OUTPUT_CHUNK_PIXELS)]
-    if device.type == "cuda":
-        rows.append(("ours + bf16 autocast", ours,
-                     lambda: torch.autocast("cuda", dtype=torch.bfloat16), OUTPUT_CHUNK_PIXELS))
+    if bf16_native(device):  # CUDA, or a CPU with avx512_bf16 / AMX (emulated bf16 would only be slower)
+        rows.append((BF16_LABEL, ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16), OUTPUT_CHUNK_PIXELS))
     if baseline:  # one frame per SRFE/head call
-        rows.append(("official layout (NCHW, per frame)", official_layout, nullcontext, 1))
+        rows.append((OFFICIAL_LABEL, official_layout, nullcontext, 1))
     return rows
 
 
@@ -133,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             first = next(iter(medians))
             for label, value in list(medians.items())[1:]:
                 print(f"  median time {label} / {first}: {value / medians[first]:.2f}x")
+            if BF16_LABEL in medians and OFFICIAL_LABEL in medians:
+                print(f"eval bf16 ours/official fp32: {medians[OFFICIAL_LABEL] / medians[BF16_LABEL]:.2f}x")
+            elif BF16_LABEL not in medians:
+                print(f"  (no bf16 row: bf16 is not native on this {device.type})")
     return 0
 
 

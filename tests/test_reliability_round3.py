@@ -88,7 +88,7 @@ def test_a_non_finite_frame_is_refused_before_anything_is_written(monkeypatch):
     """sRGB_test.py writes its PNGs from the scoring step's callback: a NaN frame never reaches it."""
     clean = torch.rand(3, 3, 16, 16)
 
-    def nan_frames(model, noisy, sigma, memory, prior_scale=1.0):
+    def nan_frames(model, noisy, sigma, memory, **options):
         for t in range(noisy.shape[0]):
             yield t, torch.full_like(noisy[t], float("nan"))
 

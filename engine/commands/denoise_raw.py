@@ -21,6 +21,7 @@ from datasets.crvd import ISOS, noise_parameters
 from datasets.image_folder import list_frames, read_frame_native, read_frames
 from datasets.video_io import DEFAULT_FPS, VIDEO_EXTENSIONS, check_writable_output, write_video
 from engine.inference.loading import load_denoiser, resolve_device
+from engine.inference.precision import CHECK_FRAMES, choose_precision
 from engine.inference.sequence import checked_frames
 from utils.errors import UserError
 from utils.noise import PoissonGaussian
@@ -130,8 +131,10 @@ def denoise_raw(args: argparse.Namespace) -> dict[str, Any]:
     levels = torch.from_numpy(shifted.astype(np.float32))
     packed = pack_gbrg((levels - black).clamp_(min=0) / (white - black))
     noise = PoissonGaussian(*noise_parameters(args.iso)) if args.iso is not None else 0.0
+    precision, note = choose_precision(args.precision, model, packed[:CHECK_FRAMES], noise)
+    print(note, flush=True)
     denoised = torch.empty_like(packed)
-    for t, frame in checked_frames(model, packed, noise, args.memory, desc="denoising raw"):
+    for t, frame in checked_frames(model, packed, noise, args.memory, desc="denoising raw", precision=precision):
         denoised[t] = frame
     top = float(np.iinfo(stored.dtype).max)
     mosaics = unpack_gbrg(denoised).numpy().astype(np.float64) * (white - black) + black

@@ -28,6 +28,7 @@ from engine.inference.loading import (
     resolve_device,
     save_denoiser,
 )
+from engine.inference.precision import CHECK_FRAMES, PRECISIONS, choose_precision
 from engine.inference.prior_scale import (
     AUTO,
     FIT_FRAMES,
@@ -122,6 +123,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", choices=ALIGN_CHOICES,
                    help="hidden-state warp (default: as the checkpoint was trained; nearest for the "
                         "authors' file); BSA/SRFE switches are always read from the checkpoint")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="the network's precision: auto (default: bf16 where the hardware computes it natively "
+                        "and a check on the first frames finds no visible difference, else float32), fp32, bf16")
     p.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                    help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     tune = p.add_argument_group("per-video fine-tuning (self-supervised, on the input itself)")
@@ -254,13 +258,18 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
         else:
             print(f"prior scale {format_prior_scale(prior_scale)}, fitted to the input "
                   "(--prior_scale 1 keeps the model's own)", flush=True)
+    precision, note = choose_precision(args.precision, model,
+                                       torch.stack([frames[t] for t in range(min(len(frames), CHECK_FRAMES))]),
+                                       sigma)
+    print(note, flush=True)
     denoised = np.empty_like(stored)
-    for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale):
+    for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale, precision=precision):
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
     return {"output": path, "frames": len(frames), "fps": fps, "finetune_steps": args.finetune,
-            "finetune_losses": losses, "prior_scale": prior_scale}
+            "finetune_losses": losses, "prior_scale": prior_scale,
+            "precision": "bf16" if precision is not None else "fp32"}
 
 
 def main(argv: list[str] | None = None) -> int:

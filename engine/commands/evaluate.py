@@ -26,6 +26,7 @@ from datasets.builtin import builtin_names, builtin_split
 from datasets.eval_sequences import EvalSequenceDataset, to_unit_float
 from datasets.video_io import frame_name, remove_earlier_frames, write_png
 from engine.inference.loading import ALIGN_CHOICES, DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.inference.precision import PRECISIONS, choose_precision
 from engine.inference.prior_scale import fit_prior_scale
 from engine.inference.scoring import score_frames, score_sequence
 from engine.inference.sequence import MEMORY_MODES
@@ -35,7 +36,7 @@ from utils.errors import BOUNDED_INT, UserArgumentParser, UserError, official_bo
 from utils.gaussian import PriorScale
 from utils.json_text import strict_json
 from utils.metrics import SSIM_WINDOW
-from utils.noise import parse_sigma, unit_sigma
+from utils.noise import add_test_noise, parse_sigma, unit_sigma
 from utils.noise_estimate import estimate_noise_sigma
 from utils.paths import refuse_overlap
 
@@ -84,6 +85,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                        help="also fit the prior scale to each noisy sequence (as denoise.py --prior_scale auto, "
                             "engine/inference/prior_scale.py) and report the PSNR/SSIM of that posterior "
                             "(a second pass)")
+    extra.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                       help="the network's precision: fp32 (default: the official protocol, bit for bit), bf16, "
+                            "or auto (bf16 where native and checked on the first frames)")
     extra.add_argument("--memory", default="auto", choices=MEMORY_MODES,
                        help="full: one pass (memory grows with frames); bounded: streaming, same numbers")
     return p
@@ -164,7 +168,8 @@ def _frames_folder(args: argparse.Namespace, sigma_key: str, name: str, several_
 def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: float, memory: str = "auto",
                       frames_folder: Path | None = None, progress: tqdm | None = None,
                       finetune: dict[str, Any] | None = None, name: str = "sequence",
-                      sigma_estimate: bool = False, prior_scale_fit: bool = False) -> dict[str, Any]:
+                      sigma_estimate: bool = False, prior_scale_fit: bool = False,
+                      precision: torch.dtype | None = None) -> dict[str, Any]:
     """One sequence of the protocol at noise level `sigma_255` (0-255 scale). Returns psnr, ssim, frames, seconds.
 
     `finetune` (STBN_s, `finetune_on_video` options) first trains the model on this sequence's
@@ -185,7 +190,8 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
     if finetune:
         def adapt(noisy: torch.Tensor) -> None:
             finetune_on_video(model, noisy.numpy(), unit_sigma(sigma_255), desc=f"fine-tuning {name}", **finetune)
-    noisy, score = score_sequence(model, clean, unit_sigma(sigma_255), memory, on_frame=record, adapt=adapt)
+    noisy, score = score_sequence(model, clean, unit_sigma(sigma_255), memory, on_frame=record, adapt=adapt,
+                                  precision=precision)
     if frames_folder is not None:
         remove_earlier_frames(frames_folder, score.frames)
     result = {"psnr": score.psnr, "ssim": score.ssim, "frames": score.frames, "seconds": score.seconds}
@@ -195,18 +201,20 @@ def evaluate_sequence(model: torch.nn.Module, clean: torch.Tensor, sigma_255: fl
         except ValueError as exc:
             raise UserError(f"--sigma_estimate: sequence '{name}': {exc}") from None
         result |= {"sigma_estimated": estimate * 255.0,
-                   **_second_pass(model, noisy, clean, max(estimate, 1e-6), memory, 1.0, "estimated_sigma")}
+                   **_second_pass(model, noisy, clean, max(estimate, 1e-6), memory, 1.0, "estimated_sigma",
+                                  precision)}
     if prior_scale_fit:
         scale = fit_prior_scale(model, noisy, unit_sigma(sigma_255))
         result |= {"prior_scale_fitted": scale.tolist(),
-                   **_second_pass(model, noisy, clean, unit_sigma(sigma_255), memory, scale, "fitted_prior")}
+                   **_second_pass(model, noisy, clean, unit_sigma(sigma_255), memory, scale, "fitted_prior",
+                                  precision)}
     return result
 
 
 def _second_pass(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str,
-                 prior_scale: PriorScale, key: str) -> dict[str, float]:
+                 prior_scale: PriorScale, key: str, precision: torch.dtype | None = None) -> dict[str, float]:
     """`psnr_<key>` and `ssim_<key>` of denoising once more with another sigma or prior scale."""
-    score = score_frames(model, noisy, clean, sigma, memory, prior_scale)
+    score = score_frames(model, noisy, clean, sigma, memory, prior_scale, precision=precision)
     return {f"psnr_{key}": score.psnr, f"ssim_{key}": score.ssim}
 
 
@@ -226,7 +234,8 @@ def _sigma_label(sigma: float) -> str:
     return f"{sigma:g}"
 
 
-def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, several: bool) -> dict[str, Any]:
+def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, several: bool,
+                    precision: torch.dtype | None = None) -> dict[str, Any]:
     """All sequences at one sigma, printing the official per-sequence and summary lines."""
     print(f"sigma={_sigma_label(sigma)}", flush=True)
     root_name = Path(args.test_path).name if args.test_path else "builtin"
@@ -242,7 +251,7 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
                   file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
             folder = _frames_folder(args, sigma_key, name, several)
             result = evaluate_sequence(model, clean, sigma, args.memory, folder, bar, finetune, name,
-                                       args.sigma_estimate, args.prior_scale_fit)
+                                       args.sigma_estimate, args.prior_scale_fit, precision)
         if checkpoint_weights is not None:  # every sequence starts from the checkpoint
             model.load_state_dict(checkpoint_weights)
         results[name] = result
@@ -259,7 +268,8 @@ def _evaluate_sigma(model, sequences, args, sigma_key: str, sigma: float, severa
     psnr = float(sum(r["psnr"] for r in results.values()) / len(results))
     ssim = float(sum(r["ssim"] for r in results.values()) / len(results))
     print(f"sigma {_sigma_label(sigma)}, PSNR: {psnr:6.4f}, SSIM: {ssim:6.4f}", flush=True)
-    summary = {"psnr": psnr, "ssim": ssim, "sequences": results}
+    summary = {"psnr": psnr, "ssim": ssim, "precision": "bf16" if precision is not None else "fp32",
+               "sequences": results}
     for option, fitted, key, label in SECOND_PASSES:
         if getattr(args, option):
             for name in ("psnr_" + key, "ssim_" + key):
@@ -306,9 +316,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"--model_file '{args.model_file}' is a raw model ({model.config.img_channels} packed Bayer "
                         "channels): evaluate it with CRVD_test.py")
     sequences = test_sequences(args)
+    sample = None
+    if args.precision == "auto":  # the check denoises the first sequence's protocol noise both ways
+        _, first = next(iter(sequences))
+        sample = add_test_noise(first, unit_sigma(sigmas[0][1]))
+    precision, note = choose_precision(args.precision, model, sample, unit_sigma(sigmas[0][1]))
+    if args.precision != "fp32":
+        print(note, flush=True)
     results: dict[str, Any] = {}
     for key, sigma in sigmas:
-        results[key] = _evaluate_sigma(model, sequences, args, key, sigma, len(sigmas) > 1)
+        results[key] = _evaluate_sigma(model, sequences, args, key, sigma, len(sigmas) > 1, precision)
     print(format_table(results), flush=True)
     if not args.no_save:
         print(f"denoised frames: {args.output_dir}", flush=True)

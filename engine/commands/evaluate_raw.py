@@ -30,6 +30,7 @@ from datasets.simulated_raw import SIMULATED_SIZE, write_simulated_crvd
 from datasets.video_io import write_png
 from engine.commands.evaluate import write_results_json
 from engine.inference.loading import DEVICE_CHOICES, FLOW_CHOICES, load_denoiser, resolve_device
+from engine.inference.precision import PRECISIONS, choose_precision
 from engine.inference.sequence import MEMORY_MODES, denoise_sequence
 from models.isp import RViDeNetISP, load_isp, to_isp_order
 from utils.errors import BOUNDED_INT, UserArgumentParser, UserError
@@ -69,8 +70,8 @@ def classical_srgb_metrics(den: torch.Tensor, clean: torch.Tensor, gains: np.nda
 
 
 def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetISP | None = None,
-                  memory: str = "auto",
-                  pictures: dict[int, tuple[float, list[np.ndarray]]] | None = None) -> dict[str, Any]:
+                  memory: str = "auto", pictures: dict[int, tuple[float, list[np.ndarray]]] | None = None,
+                  precision: torch.dtype | None = None) -> dict[str, Any]:
     """{"<iso>": {psnr, ssim, sRGB metrics, scenes: {...}}, "average": {...}} (see module).
 
     The sRGB metrics are `srgb_psnr`/`srgb_ssim` through RViDeNet's ISP when `isp` is given, else
@@ -79,7 +80,8 @@ def evaluate_crvd(model: torch.nn.Module, data: CRVDTestDataset, isp: RViDeNetIS
     """
     per_iso: dict[str, dict[str, Any]] = {}
     for item in tqdm(data, desc="CRVD test", unit="sequence", leave=False):
-        denoised = denoise_sequence(model, item["noisy"], PoissonGaussian(item["a"], item["b"]), memory)
+        denoised = denoise_sequence(model, item["noisy"], PoissonGaussian(item["a"], item["b"]), memory,
+                                    precision=precision)
         if not bool(torch.isfinite(denoised).all()):
             raise UserError(f"the denoised frames of scene {item['scene']} at ISO {item['iso']} are not finite (NaN or "
                             "inf): the checkpoint is broken; nothing was written")
@@ -166,6 +168,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--flow", default="auto", choices=FLOW_CHOICES)
     p.add_argument("--memory", default="auto", choices=MEMORY_MODES)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="the network's precision: fp32 (default), bf16, or auto (bf16 where native and checked)")
     p.add_argument("--results_json", help="write the numbers to this JSON file")
     p.add_argument("--output_png", help="write noisy | denoised | clean of one frame per ISO (classical ISP; a "
                                         "textured crop, enlarged) here")
@@ -191,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stbn-crvd-") as scratch:
         root = args.CRVD_dir or write_simulated_crvd(Path(scratch), args.builtin, *args.builtin_size, captures=1)
         pictures: dict[int, tuple[float, list[np.ndarray]]] | None = {} if args.output_png else None
-        results = evaluate_crvd(model, CRVDTestDataset(root, TEST_SCENES, ISOS), isp, args.memory, pictures)
+        data = CRVDTestDataset(root, TEST_SCENES, ISOS)
+        sample = data[0] if args.precision == "auto" else None
+        precision, note = choose_precision(args.precision, model, None if sample is None else sample["noisy"],
+                                           None if sample is None else PoissonGaussian(sample["a"], sample["b"]))
+        if args.precision != "fp32":
+            print(note, flush=True)
+        results = evaluate_crvd(model, data, isp, args.memory, pictures, precision)
     for iso in map(str, ISOS):
         line = (f"ISO {iso:>5}: raw PSNR {results[iso]['noisy_psnr']:.4f} -> {results[iso]['psnr']:.4f} dB, "
                 f"SSIM {results[iso]['noisy_ssim']:.4f} -> {results[iso]['ssim']:.4f}")

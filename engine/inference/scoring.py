@@ -47,7 +47,7 @@ def frame_mean(values: list[float]) -> float:
 
 def score_frames(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sigma: float, memory: str = "auto",
                  prior_scale: PriorScale = 1.0, ssim: bool = True, on_frame: FrameCallback | None = None,
-                 require_finite: bool = True) -> SequenceScore:
+                 require_finite: bool = True, precision: torch.dtype | None = None) -> SequenceScore:
     """Denoise `noisy` (T,3,H,W) at noise level `sigma` ([0, 1] scale) and score it against `clean`.
 
     With `require_finite`, the first non-finite denoised frame raises a one-line `UserError` before
@@ -57,7 +57,7 @@ def score_frames(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sig
     psnrs, ssims = [], []
     metric_seconds = 0.0
     start = time.perf_counter()
-    for t, denoised in denoise_frames(model, noisy, sigma, memory, prior_scale=prior_scale):
+    for t, denoised in denoise_frames(model, noisy, sigma, memory, prior_scale=prior_scale, precision=precision):
         if require_finite and not bool(torch.isfinite(denoised).all()):
             raise UserError(f"denoised frame {t} is not finite (NaN or inf): the checkpoint or the input is broken")
         if on_frame is not None:
@@ -73,12 +73,14 @@ def score_frames(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, sig
 
 def score_sequence(model: nn.Module, clean: torch.Tensor, sigma: float, memory: str = "auto",
                    prior_scale: PriorScale = 1.0, ssim: bool = True, on_frame: FrameCallback | None = None,
-                   require_finite: bool = True,
-                   adapt: Callable[[torch.Tensor], None] | None = None) -> tuple[torch.Tensor, SequenceScore]:
+                   require_finite: bool = True, adapt: Callable[[torch.Tensor], None] | None = None,
+                   precision: torch.dtype | None = None) -> tuple[torch.Tensor, SequenceScore]:
     """(the protocol's noisy sequence, its score): noise `clean` (T,3,H,W, [0, 1]) at `sigma`
-    ([0, 1] scale) as the official test does, then `score_frames`. `adapt(noisy)` runs in between
+    ([0, 1] scale) as the official test does, then `score_frames` (`precision`: the network's
+    autocast type, None = float32, the protocol's). `adapt(noisy)` runs in between
     (per-video fine-tuning, the paper's STBN_s, trains on exactly the noise it is scored on)."""
     noisy = add_test_noise(clean, sigma)
     if adapt is not None:
         adapt(noisy)
-    return noisy, score_frames(model, noisy, clean, sigma, memory, prior_scale, ssim, on_frame, require_finite)
+    return noisy, score_frames(model, noisy, clean, sigma, memory, prior_scale, ssim, on_frame, require_finite,
+                               precision)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -54,8 +55,8 @@ FrameCallback = Callable[[int, torch.Tensor], None]
 
 
 def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
-                   state_budget: int = DEFAULT_STATE_BUDGET,
-                   prior_scale: PriorScale = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
+                   state_budget: int = DEFAULT_STATE_BUDGET, prior_scale: PriorScale = 1.0,
+                   precision: torch.dtype | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (t, denoised frame (C,H,W) float32 on the CPU) for t = 0 .. T-1.
 
     `seqn` holds the noisy frames (T,C,H,W) on [0, 1] (a tensor, or any sequence of (C,H,W)
@@ -65,7 +66,9 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     own one-pass forward, 'bounded' = streaming, 'auto' = 'full' when it fits comfortably. On CUDA
     out-of-memory the one-pass path falls back to 'bounded' with a warning. `prior_scale` (a number
     k or a 3x3 colour matrix S) calibrates the sRGB prior's covariance before the posterior
-    (`utils.gaussian.scaled_prior`; 1 = official; engine/inference/prior_scale.py).
+    (`utils.gaussian.scaled_prior`; 1 = official; engine/inference/prior_scale.py). `precision`
+    (e.g. torch.bfloat16) runs the network under autocast in that type; flows, the Gaussian algebra
+    and the posterior stay float32 (engine/inference/precision.py chooses it).
     """
     if memory not in MEMORY_MODES:
         raise UserError(f"--memory: unknown mode {memory!r}; expected one of {', '.join(MEMORY_MODES)}")
@@ -80,7 +83,7 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
     if memory == "full":
         try:
             with torch.no_grad():
-                denoised = _one_pass(model, seqn, sigma, prior_scale)
+                denoised = _one_pass(model, seqn, sigma, prior_scale, precision)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             warn("out of GPU memory on the one-pass path; switching to --memory bounded (same numbers)")
@@ -88,15 +91,16 @@ def denoise_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
             for t in range(denoised.shape[0]):
                 yield t, denoised[t]
             return
-    yield from _streamed(model, seqn, sigma, state_budget, prior_scale)
+    yield from _streamed(model, seqn, sigma, state_budget, prior_scale, precision)
 
 
 def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
-                   desc: str = "denoising", prior_scale: PriorScale = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
+                   desc: str = "denoising", prior_scale: PriorScale = 1.0,
+                   precision: torch.dtype | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """`denoise_frames` with a progress bar, refusing a non-finite frame (a broken checkpoint or
     input) before the caller writes anything."""
     with tqdm(total=len(seqn), desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
-        for t, frame in denoise_frames(model, seqn, sigma, memory, prior_scale=prior_scale):
+        for t, frame in denoise_frames(model, seqn, sigma, memory, prior_scale=prior_scale, precision=precision):
             if not bool(torch.isfinite(frame).all()):
                 raise UserError(f"denoised frame {t} is not finite (NaN or inf): the checkpoint or the input "
                                 "is broken; nothing was written")
@@ -105,14 +109,14 @@ def checked_frames(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "
 
 
 def denoise_sequence(model: nn.Module, seqn: Frames, sigma: Noise, memory: str = "auto",
-                     on_frame: FrameCallback | None = None,
-                     state_budget: int = DEFAULT_STATE_BUDGET, prior_scale: PriorScale = 1.0) -> torch.Tensor:
+                     on_frame: FrameCallback | None = None, state_budget: int = DEFAULT_STATE_BUDGET,
+                     prior_scale: PriorScale = 1.0, precision: torch.dtype | None = None) -> torch.Tensor:
     """The clamped clean estimate (T,C,H,W) on the CPU (`_estimate`); `on_frame(t, frame)` sees each frame when done.
 
     See `denoise_frames` for the arguments; use it directly to avoid holding the whole output.
     """
     frames = []
-    for t, frame in denoise_frames(model, seqn, sigma, memory, state_budget, prior_scale):
+    for t, frame in denoise_frames(model, seqn, sigma, memory, state_budget, prior_scale, precision):
         if on_frame is not None:
             on_frame(t, frame)
         frames.append(frame)
@@ -160,24 +164,32 @@ def _estimate(model: nn.Module, out: torch.Tensor, noisy: torch.Tensor, sigma: N
     return raw_clean_estimate(out, noisy, sigma).clamp(0.0, 1.0)
 
 
-def head_output(model: nn.Module, seqn: Frames, sigma: Noise) -> tuple[torch.Tensor, torch.Tensor]:
-    """(network output (1,T,K,H,W), noisy frames (1,T,C,H,W)) of the official one-pass forward,
-    both on the model's device; call it under no_grad."""
+def network_precision(device: torch.device, precision: torch.dtype | None):
+    """Autocast in `precision` on `device` for the network's convolutions; nothing for float32 (None)."""
+    return torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
+
+
+def head_output(model: nn.Module, seqn: Frames, sigma: Noise,
+                precision: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(network output (1,T,K,H,W) in float32, noisy frames (1,T,C,H,W)) of the official one-pass
+    forward, both on the model's device; call it under no_grad."""
     device = _model_device(model)
     noisy = (seqn if isinstance(seqn, torch.Tensor) else torch.stack(list(seqn)))[None].to(device)
     nmap = _noise_map(model, sigma, noisy)
-    out, _ = model(noisy, None if nmap is None else nmap[:, None].expand(*noisy.shape))
-    return out, noisy
+    with network_precision(device, precision):
+        out, _ = model(noisy, None if nmap is None else nmap[:, None].expand(*noisy.shape))
+    return out.float(), noisy
 
 
-def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise, prior_scale: PriorScale) -> torch.Tensor:
+def _one_pass(model: nn.Module, seqn: Frames, sigma: Noise, prior_scale: PriorScale,
+              precision: torch.dtype | None = None) -> torch.Tensor:
     """The official denoise_seq: model over the whole clip, posterior mean, clamp; on the CPU."""
-    out, noisy = head_output(model, seqn, sigma)
+    out, noisy = head_output(model, seqn, sigma, precision)
     return _estimate(model, out, noisy, sigma, prior_scale)[0].cpu()
 
 
-def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
-              state_budget: int, prior_scale: PriorScale) -> Iterator[tuple[int, torch.Tensor]]:
+def _streamed(model: nn.Module, seqn: Frames, sigma: Noise, state_budget: int, prior_scale: PriorScale,
+              precision: torch.dtype | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Forward direction streamed over the checkpointed backward direction (see module docstring).
 
     Hidden states of the backward direction are kept on the CPU (host RAM is the larger pool on a
@@ -196,7 +208,8 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
         current = frame(t)
         flow = None if later is None else model.pair_flow(current, frame(t + 1))
         later = None if later is None else later.to(device)
-        return model.step("backward", current, nmap, later, flow, STEP_BAND_PIXELS).to(store)
+        with network_precision(device, precision):
+            return model.step("backward", current, nmap, later, flow, STEP_BAND_PIXELS).to(store)
 
     slots = stored_states(model, first, length, state_budget)
     with torch.no_grad():
@@ -204,8 +217,9 @@ def _streamed(model: nn.Module, seqn: Frames, sigma: Noise,
         for t, backward_state in read_forward(backward_step, length, slots):
             current = frame(t)
             flow = None if hidden is None else model.pair_flow(current, previous)
-            hidden = model.step("forward", current, nmap, hidden, flow, STEP_BAND_PIXELS)
-            out = model.reconstruct(hidden, backward_state.to(device))
+            with network_precision(device, precision):
+                hidden = model.step("forward", current, nmap, hidden, flow, STEP_BAND_PIXELS)
+                out = model.reconstruct(hidden, backward_state.to(device)).float()
             del backward_state
             clean = _estimate(model, out[:, None], current[:, None], sigma, prior_scale)[0, 0]
             previous = current
