@@ -8,7 +8,9 @@ written back as 16-bit to frame folders. The output keeps the input's frame coun
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,8 @@ AUTO_SIGMA = "auto"
 USUAL_SIGMA_RANGE = (1.0, 60.0)
 # The most optimisation steps an option accepts (far beyond any real run; stops absurd values early).
 MAX_STEPS = 10 ** 9
+# With a --finetune time budget, the step count the sampler is sized for (the budget ends it first).
+BUDGET_MAX_STEPS = 10 ** 5
 
 
 class VideoFrames(Sequence[torch.Tensor]):
@@ -132,9 +136,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output video, or write into a non-empty output folder (its frames "
                         "are replaced, extra ones removed)")
-    tune.add_argument("--finetune", type=int_in_range(0, MAX_STEPS), default=None, metavar="N",
-                      help=f"Adam steps before denoising (default: {DEFAULT_MODEL_FINETUNE_STEPS} with the default "
-                           "model, which keeps its colour, about two minutes on a CPU; 0 with any other model)")
+    tune.add_argument("--finetune", type=parse_finetune, default=None, metavar="N|TIME",
+                      help=f"Adam steps before denoising, or a time budget such as 90s, 5min or 1h (as many "
+                           f"steps as fit; default: {DEFAULT_MODEL_FINETUNE_STEPS} steps with the default model, "
+                           "which keeps its colour, about two minutes on a CPU; 0 with any other model)")
+    tune.add_argument("--quality", choices=tuple(QUALITY_PRESETS),
+                      help="fine-tuning preset for the default model, more quality for more time: fast (none, "
+                           f"seconds), default ({DEFAULT_MODEL_FINETUNE_STEPS} steps), best (the clip's own "
+                           "scale: about 8 passes over its pixels, 400-2000 steps); --finetune overrides it")
     tune.add_argument("--finetune_lr", type=float, default=1e-4)
     tune.add_argument("--batch_size", type=int_in_range(1, 4096), default=VIDEO_BATCH_SIZE,
                       help="clips per fine-tuning step")
@@ -156,10 +165,13 @@ def _validate(args: argparse.Namespace) -> float | None:
             raise UserError(f"the default model '{DEFAULT_MODEL_FILE}' is missing (it ships with the repository); "
                             "restore it with git or pass --model_file")
         args.model_file = str(DEFAULT_MODEL_FILE)
-    if args.finetune is None:
+    if args.quality is not None and not _is_default_model(args.model_file):
+        raise UserError("--quality sets the default model's fine-tuning; with --model_file use --finetune N")
+    args.finetune_budget_s = None
+    if isinstance(args.finetune, Duration):
+        args.finetune_budget_s, args.finetune = args.finetune.seconds, BUDGET_MAX_STEPS
+    elif args.finetune is None:
         args.finetune = DEFAULT_MODEL_FINETUNE_STEPS if _is_default_model(args.model_file) else 0
-    if args.finetune < 0:
-        raise UserError(f"--finetune must be 0 or more iterations, got {args.finetune}")
     for name in ("batch_size", "patch_size", "train_length"):
         if getattr(args, name) < (2 if name == "train_length" else 1):
             raise UserError(f"--{name} is too small: {getattr(args, name)}")
@@ -184,6 +196,50 @@ def _validate(args: argparse.Namespace) -> float | None:
         raise UserError(f"-o/--output '{output}' is a folder that is not empty; pass --overwrite to replace "
                         "its frames (frames beyond the new video's length are removed), or choose an empty folder")
     return sigma
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A --finetune time budget."""
+
+    seconds: float
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|sec|m|min|h)$")
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_finetune(text: str) -> int | Duration:
+    """--finetune: a number of steps (0 = none) or a time budget ('90s', '5min', '1.5h')."""
+    match = _DURATION.match(text.strip().lower())
+    if match:
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if not 0 < seconds <= 7 * 24 * 3600:
+            raise argparse.ArgumentTypeError(f"a time budget must be more than 0 and at most a week, got '{text}'")
+        return Duration(seconds)
+    try:
+        return int_in_range(0, MAX_STEPS)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number of steps or a time such as 90s, 5min or 1h, got "
+                                         f"'{text}'") from None
+
+
+# --quality presets for the default model: fine-tuning steps, or a rule that scales with the clip.
+QUALITY_PRESETS = {"fast": 0, "default": DEFAULT_MODEL_FINETUNE_STEPS, "best": None}
+# 'best': enough steps for about this many passes over the clip's pixels with denoise.py's crops,
+# within these bounds.
+BEST_PASSES = 8
+BEST_STEPS = (400, 2000)
+
+
+def quality_steps(quality: str, shape: tuple[int, ...]) -> int:
+    """Fine-tuning steps of a --quality preset for a video of `shape` (T,H,W,C)."""
+    steps = QUALITY_PRESETS[quality]
+    if steps is not None:
+        return steps
+    frames, height, width = shape[:3]
+    per_step = VIDEO_BATCH_SIZE * VIDEO_TRAIN_LENGTH * VIDEO_PATCH_SIZE ** 2
+    return int(min(BEST_STEPS[1], max(BEST_STEPS[0], BEST_PASSES * frames * height * width // per_step)))
 
 
 def _is_default_model(model_file: str) -> bool:
@@ -233,6 +289,9 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     sigma = unit_sigma(given if given is not None else estimated_sigma(stored))
     frames = VideoFrames(stored)
     losses: list[float] = []
+    if args.quality is not None and finetune_by_default:
+        args.finetune = quality_steps(args.quality, stored.shape)
+        finetune_by_default = args.finetune > 0
     if finetune_by_default and args.finetune:
         if len(frames) < 2 and not args.save_model:
             print("a single frame: no fine-tuning (it needs a video)", flush=True)
@@ -240,10 +299,15 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
         else:
             print(f"fine-tuning the default model on the input for {args.finetune} steps, as it does unless told "
                   "otherwise (it keeps the video's colour; --finetune 0 skips it)", flush=True)
+    if args.finetune and args.finetune_budget_s is not None:
+        print(f"fine-tuning on the input for up to {args.finetune_budget_s:g} s", flush=True)
     if args.finetune:
         losses = finetune_on_video(model, frames.rgb_uint8(), sigma, args.finetune, lr=args.finetune_lr,
                                    batch_size=args.batch_size, patch_size=args.patch_size,
-                                   train_length=args.train_length, seed=args.seed)
+                                   train_length=args.train_length, seed=args.seed,
+                                   time_budget_s=args.finetune_budget_s)
+        if args.finetune_budget_s is not None:
+            print(f"fine-tuned {len(losses)} steps within the {args.finetune_budget_s:g} s budget", flush=True)
         if args.save_model:
             save_denoiser(args.save_model, model, {"model": args.model, "num_resblocks": args.num_resblocks,
                                                    "num_channels": args.num_channels,
@@ -268,7 +332,7 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
     return {"output": path, "frames": len(frames), "fps": fps, "finetune_steps": args.finetune,
-            "finetune_losses": losses, "prior_scale": prior_scale,
+            "finetune_losses": losses, "finetune_steps_run": len(losses), "prior_scale": prior_scale,
             "precision": "bf16" if precision is not None else "fp32"}
 
 

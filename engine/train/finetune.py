@@ -9,6 +9,7 @@ sampler (`TrainClipDataset.from_sequences`); each step is the training's `train_
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import torch
@@ -36,13 +37,14 @@ DEFAULT_MODEL_FINETUNE_STEPS = 160
 def finetune_on_video(model: nn.Module, frames: np.ndarray, sigma: float, iterations: int,
                       lr: float = 1e-4, batch_size: int = 4, patch_size: int = DEFAULT_PATCH_SIZE,
                       train_length: int = DEFAULT_TRAIN_LENGTH, seed: int = 0,
-                      desc: str = "fine-tuning") -> list[float]:
+                      desc: str = "fine-tuning", time_budget_s: float | None = None) -> list[float]:
     """Train `model` (on its device) for `iterations` Adam steps on crops of `frames`.
 
     `frames`: the noisy video (T,3,H,W), uint8, or float32 on the [0, 1] scale and unclipped (the
     evaluation's protocol noise); `sigma` on the [0, 1] scale. Patch size and clip length shrink to
-    fit small videos. Returns the loss of every step; non-finite steps are skipped. The model is
-    left in eval mode without gradients.
+    fit small videos. With `time_budget_s`, training also stops before a step that would end past
+    the budget (judged by the mean step time so far), so it ends within one step of it. Returns the
+    loss of every step; non-finite steps are skipped. The model is left in eval mode without gradients.
     """
     if iterations < 1:
         raise UserError(f"--finetune must be at least 1 iteration, got {iterations}")
@@ -64,8 +66,14 @@ def finetune_on_video(model: nn.Module, frames: np.ndarray, sigma: float, iterat
     optimizer = torch.optim.Adam(groups, lr=lr)
     model.train()
     losses: list[float] = []
+    start, steps = time.monotonic(), 0
     try:
         for clips in tqdm(loader, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True):
+            if time_budget_s is not None and steps:
+                elapsed = time.monotonic() - start
+                if elapsed + elapsed / steps > time_budget_s:
+                    break
+            steps += 1
             noisy = clips.to(device).float()
             if frames.dtype == np.uint8:
                 noisy.div_(255)
