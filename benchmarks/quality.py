@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default_model", action="store_true",
                    help="add the shipped default model (denoise.py without --model_file): at the true sigma, "
                         "at its blind estimate (--sigma auto), and fine-tuned on the noisy clip")
+    p.add_argument("--model_file", help="with --default_model: benchmark this checkpoint in the default model's "
+                                        "rows instead of weights/stbn_blind_small.pth (e.g. a successor)")
+    p.add_argument("--device", default="cpu", help="device of the default-model rows (cpu, cuda, auto)")
     p.add_argument("--stbn_minutes", type=float, default=10.0, help="CPU training budget per clip")
     p.add_argument("--stbn_clips", nargs="+", help="clips with STBN rows (default: all --clips)")
     p.add_argument("--finetune_steps", type=int, default=10, help="fine-tuning iterations per clip and sigma")
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             noisy = noisy_clip(clean, unit_sigma(sigma))
             methods = classical_methods(sigma, tuned[sigma], pywt is not None, bm3d)
             if args.default_model:
-                methods |= default_model_methods(sigma, args.finetune_steps)
+                methods |= default_model_methods(sigma, args.finetune_steps, args.model_file, args.device)
             if clip in trained:
                 ckpt = trained[clip]["checkpoint"]
                 methods[f"STBN small ({args.stbn_minutes:g} min CPU)"] = (
@@ -243,12 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[Denoiser, dict]]:
-    """Rows of the shipped default model (engine.inference.loading.DEFAULT_MODEL_FILE) at one sigma (0-255)."""
+def default_model_methods(sigma: float, finetune_steps: int, model_file: str | None = None,
+                          device: str = "cpu") -> dict[str, tuple[Denoiser, dict]]:
+    """Rows of the shipped default model (engine.inference.loading.DEFAULT_MODEL_FILE, or `model_file`)
+    at one sigma (0-255), run on `device`."""
     import torch
 
     from benchmarks.stbn_rows import SmallSTBN, stbn_denoise, stbn_finetune_denoise
-    from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser
+    from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser, resolve_device
     from engine.train.finetune import (
         DEFAULT_MODEL_FINETUNE_STEPS,
         VIDEO_BATCH_SIZE,
@@ -258,7 +263,7 @@ def default_model_methods(sigma: float, finetune_steps: int) -> dict[str, tuple[
     from utils.noise_estimate import estimate_noise_sigma
 
     def model() -> torch.nn.Module:
-        return load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))[0]
+        return load_denoiser(model_file or DEFAULT_MODEL_FILE, resolve_device(device))[0]
 
     crops = SmallSTBN(batch_size=VIDEO_BATCH_SIZE, patch_size=VIDEO_PATCH_SIZE, train_length=VIDEO_TRAIN_LENGTH)
 
