@@ -9,7 +9,8 @@ import pytest
 
 from tests.engine.synthetic import REPO_ROOT, SUBPROCESS_ENV
 
-STEPS = ["GPU-marked tests", "CuPy kernel self-check (which path each kernel uses)", "model speed (float32 and bf16)", "bf16 PSNR change", "training-step speed",
+STEPS = ["GPU-marked tests", "CuPy kernel self-check (which path each kernel uses)", "model speed (float32 and bf16)",
+         "bf16 PSNR change", "training-step speed",
          "--amp training", "--amp training losses are finite", "2-process NCCL DDP training",
          "peak memory, one pass and bounded"]
 
