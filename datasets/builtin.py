@@ -10,6 +10,8 @@ and never imported (its code fails under numpy 2). Clips are decoded with OpenCV
   grey (colourfulness 5.3 and 9.3, mean |CbCr| of 8x8 local means); this one has 26, so a model
   trained on it learns that colour is signal. Half size keeps a 64x64 training patch on texture
   rather than on flat cel shading, at the scale of the other clips.
+Besides the videos, `--builtin stills` (or a photograph's name) adds clips made from the colour
+photographs that ship with scikit-image (datasets/still_clips.py): more varied training data.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datasets.still_clips import STILL_IMAGES, still_clip
 from datasets.video_io import read_video
 from utils.errors import UserError
 
@@ -42,7 +45,10 @@ def builtin_clip_path(name: str = "bikes") -> Path:
 
 
 def builtin_clip(name: str = "bikes") -> np.ndarray:
-    """All frames of a built-in clip as RGB uint8 (T,H,W,3), at the size the module docstring lists."""
+    """All frames of a built-in clip as RGB uint8 (T,H,W,3), at the size the module docstring lists;
+    for a still name, the clip made from that photograph (datasets/still_clips.py)."""
+    if name in STILL_IMAGES:
+        return still_clip(name)
     frames, _ = read_video(builtin_clip_path(name))
     factor = DOWNSCALE.get(name, 1)
     if factor == 1:
@@ -51,16 +57,24 @@ def builtin_clip(name: str = "bikes") -> np.ndarray:
     return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
 
 
+# `--builtin` group names: 'all' the videos, 'stills' the clips made from photographs.
+GROUPS = {"all": list(BUILTIN_CLIPS), "stills": list(STILL_IMAGES)}
+
+
 def builtin_names(spec: str) -> list[str]:
-    """The clips a `--builtin` value names: one clip, a comma-separated list, or 'all'."""
-    names = list(BUILTIN_CLIPS) if spec == "all" else [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BUILTIN_CLIPS]
+    """The clips a `--builtin` value names: clip names and the groups 'all' (the three videos) and
+    'stills' (the photograph clips), comma-separated."""
+    names = []
+    for name in (part.strip() for part in spec.split(",") if part.strip()):
+        names += GROUPS.get(name, [name])
+    known = list(BUILTIN_CLIPS) + list(STILL_IMAGES)
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise UserError(f"unknown built-in clip '{unknown[0]}'; choose from {', '.join(BUILTIN_CLIPS)} "
-                        "(several separated by commas, or all)")
+        raise UserError(f"unknown built-in clip '{unknown[0]}'; choose from {', '.join(known)} "
+                        "(several separated by commas; all = the videos, stills = the photographs)")
     if not names or len(set(names)) != len(names):
-        raise UserError(f"--builtin: expected clip names separated by commas ({', '.join(BUILTIN_CLIPS)} or all), "
-                        f"got '{spec}'")
+        raise UserError(f"--builtin: expected clip names separated by commas ({', '.join(BUILTIN_CLIPS)}, all, "
+                        f"stills, or a photograph's name), got '{spec}'")
     return names
 
 
