@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default model's GPU recipe: train the default configuration wider and longer on the same
-# offline data (the three built-in clips, colour and saturation augmentation, blind sigma 5-55, DIS
-# flow) within a time limit, export the weights, and benchmark them against the classical rows on
+# offline data (the three built-in videos and the photograph clips, colour and saturation
+# augmentation, blind sigma 5-55, DIS flow) within a time limit, export the weights, and benchmark
+# them against the classical rows on
 # held-out frames of every built-in clip at sigma 10/25/50. Everything lands in OUT:
 #   OUT/train/            training log_dir (checkpoints, metrics, curves; rerunning resumes)
 #   OUT/stbn_blind_gpu.pth the exported weights (a candidate successor of weights/stbn_blind_small.pth)
@@ -52,7 +53,7 @@ if [ "$DRY" = 1 ]; then
   ROWS=(noisy NLM "sigma + prior scale auto")  # the dry run skips the 160 fine-tuning steps of denoise.py's row
 else
   # Wider (32 channels, 4 units; the CPU model is 20 and 3) and longer, on the paper's crop sizes.
-  TRAIN=(--builtin bikes,carphone,bunny --device cuda --num_channels 32 --num_resblocks 4 --patch_size 96
+  TRAIN=(--builtin bikes,carphone,bunny,stills --device cuda --num_channels 32 --num_resblocks 4 --patch_size 96
          --train_length 8 --batch_size 8 --patches_per_epoch 4000 --epochs 1000 --val_max_frames 8 --num_workers 4
          --time_budget "$MINUTES")
   BENCH=(--clips carphone bikes bunny --sigmas 10 25 50 --device cuda)
