@@ -175,7 +175,7 @@ def test_only_the_default_model_finetunes_by_default(files, capsys, monkeypatch)
     assert calls == [] and "fine-tuning" not in capsys.readouterr().out
     assert main([str(files["video"]), "-o", str(root / "default.mp4"), "--sigma", "30", "--device", "cpu"]) == 0
     assert calls == [(160, (5, 3, 32, 48), {"lr": 1e-4, "batch_size": 2, "patch_size": 64, "train_length": 4,
-                                            "seed": 0})]
+                                            "seed": 0, "time_budget_s": None})]
     assert "fine-tuning the default model on the input for 160 steps" in capsys.readouterr().out
     single = root / "single"
     single.mkdir()

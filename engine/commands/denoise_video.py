@@ -211,6 +211,8 @@ _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 
 def parse_finetune(text: str) -> int | Duration:
     """--finetune: a number of steps (0 = none) or a time budget ('90s', '5min', '1.5h')."""
+    if re.fullmatch(r"\s*[+-]?\d+\s*", text):
+        return int_in_range(0, MAX_STEPS)(text)  # a step count: its own range message
     match = _DURATION.match(text.strip().lower())
     if match:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

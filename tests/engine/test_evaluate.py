@@ -56,7 +56,8 @@ def test_protocol_numbers_json_and_pngs(setup, capsys):
     assert list(results) == ["30", "12.5"]
     for key, sigma in (("30", 30.0), ("12.5", 12.5)):
         entry = results[key]
-        assert set(entry) == {"psnr", "ssim", "sequences"} and list(entry["sequences"]) == ["seq0", "seq1"]
+        assert set(entry) == {"psnr", "ssim", "precision", "sequences"} and list(entry["sequences"]) == ["seq0", "seq1"]
+        assert entry["precision"] == "fp32"  # the protocol's default
         expected = []
         for name, seq in entry["sequences"].items():
             assert set(seq) == {"psnr", "ssim", "frames", "seconds"} and seq["frames"] == 4 and seq["seconds"] > 0
