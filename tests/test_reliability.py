@@ -289,6 +289,7 @@ def test_an_absurd_integer_is_a_range_error_not_an_overflow(inputs, tmp_path, ca
     assert code == 2 and "--epochs" in the_error(err) and not (tmp_path / "log").exists()
 
 
+@pytest.mark.slow
 def test_a_fifo_as_input_is_refused_without_blocking(inputs, tmp_path):
     fifo = tmp_path / "in.mp4"
     os.mkfifo(fifo)

@@ -123,6 +123,7 @@ def test_unwritable_outputs_are_user_errors(setup):
         evaluate(_args(setup, "--noise_sigmas", "300"))
 
 
+@pytest.mark.slow
 def test_mismatched_checkpoint_exits_2_naming_num_channels(setup):
     result = subprocess.run([sys.executable, "sRGB_test.py", "--model_file", str(setup["prefixed"]),
                              "--test_path", str(setup["data"]), "--num_resblocks", "2", "--device", "cpu"],

@@ -111,6 +111,7 @@ def test_pwc_flow_fn_grad_switch():
         assert not make_flow_fn("pwc", net, requires_grad=True)(im, im).requires_grad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("height,width", [(12, 64), (15, 300), (11, 11), (1, 1), (8, 40), (40, 8)])
 def test_dis_flow_handles_frames_below_its_minimum(height, width):
     """OpenCV's DIS crashes (segmentation fault) on 12-15-row frames of 64+ columns and raises below

@@ -11,6 +11,7 @@ def clean_clips():
     return {clip: builtin_split(clip)[1][:8].astype(np.float32) / 255 for clip in ("carphone", "bikes")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip", ["carphone", "bikes"])
 @pytest.mark.parametrize("sigma", [5, 15, 25, 50])
 def test_within_ten_percent_on_float_and_clipped_8bit_video(clean_clips, clip, sigma):
@@ -23,6 +24,7 @@ def test_within_ten_percent_on_float_and_clipped_8bit_video(clean_clips, clip, s
         assert abs(estimate / sigma - 1) < 0.10, (clip, sigma, frames.dtype, estimate)
 
 
+@pytest.mark.slow
 def test_clean_video_reads_as_nearly_noiseless_and_uint16_is_scaled(clean_clips):
     clean = clean_clips["bikes"]
     assert estimate_noise_sigma(np.rint(clean * 255).astype(np.uint8)) * 255 < 2.0
@@ -48,6 +50,7 @@ def test_gray_stored_as_rgb_reads_like_one_channel(clean_clips):
     assert abs(estimate_noise_sigma(noisy) * 255 / 25 - 1) < 0.10
 
 
+@pytest.mark.slow
 def test_compressed_noise_is_flagged_as_correlated_and_white_noise_is_not(clean_clips, tmp_path):
     """A sigma-25 clip written as mp4 (OpenCV) keeps its noise as blotches: the fine-scale estimate
     falls far below 25 and `correlated_noise_sigma` flags it; white noise, clipped or not, is not flagged."""
