@@ -109,6 +109,17 @@ def _overflowing(model) -> None:
                 value.fill_(1e30)
 
 
+def _overflowing_checkpoint(path, model_name: str):
+    """A tiny checkpoint of `model_name` with finite weights whose outputs are NaN."""
+    from engine.inference.loading import save_denoiser
+    from models import build_model
+    torch.manual_seed(0)
+    model = build_model(model_name, num_channels=8, num_resblocks=2, flow="zero")
+    _overflowing(model)
+    save_denoiser(path, model, {})
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task_name", ["SrgbTask", "RawTask"])
 def test_an_epoch_with_nan_validation_outputs_is_not_a_good_one(inputs, tmp_path, capsys, monkeypatch, task_name):
@@ -142,13 +153,7 @@ def test_an_epoch_with_nan_validation_outputs_is_not_a_good_one(inputs, tmp_path
 
 def test_crvd_test_refuses_nan_outputs_and_writes_no_results(tmp_path, capsys):
     from engine.commands.evaluate_raw import main as crvd_test_main
-    from engine.inference.loading import save_denoiser
-    from models import build_model
-    torch.manual_seed(0)
-    model = build_model("BR_d_c_raw", num_channels=8, num_resblocks=2, flow="zero")
-    _overflowing(model)
-    ckpt = tmp_path / "raw.pth"
-    save_denoiser(ckpt, model, {})
+    ckpt = _overflowing_checkpoint(tmp_path / "raw.pth", "BR_d_c_raw")
     results = tmp_path / "results.json"
     code, _, err = cli(crvd_test_main, ["--model_file", ckpt, "--builtin", "bikes", "--builtin_size", "40", "56",
                                         "--device", "cpu", "--results_json", results], capsys)
@@ -316,13 +321,7 @@ def test_prior_scale_values_out_of_range_and_failed_fits_are_named(inputs, tmp_p
 
 
 def test_srgb_test_writes_no_png_from_nan_output(inputs, tmp_path, capsys):
-    from engine.inference.loading import save_denoiser
-    from models import build_model
-    torch.manual_seed(0)
-    model = build_model("bdc_2_unify", num_channels=8, num_resblocks=2, flow="zero")
-    _overflowing(model)
-    ckpt = tmp_path / "overflowing.pth"
-    save_denoiser(ckpt, model, {})
+    ckpt = _overflowing_checkpoint(tmp_path / "overflowing.pth", "bdc_2_unify")
     out = tmp_path / "pngs"
     code, _, err = cli(evaluate_cli.main, ["--model_file", ckpt, "--test_path", inputs["train"], *TINY,
                                            "--output_dir", out], capsys)
