@@ -84,6 +84,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     extra.add_argument("--val_max_frames", type=BOUNDED_INT, default=85,
                        help="frames per validation sequence (official 85)")
     add_run_arguments(extra)
+    extra.add_argument("--init_weights", metavar="FILE",
+                       help="start a new run from these weights (a denoiser such as weights/stbn_blind_small.pth "
+                            "or a checkpoint of the same configuration) with a fresh optimizer and schedule; "
+                            "ignored when --log_dir holds a run to resume")
     extra.add_argument("--augment", action="store_true", help="random flips and rotations of clips")
     extra.add_argument("--colour_augment", action="store_true",
                        help="random order of the RGB channels per clip (keeps a model trained on dull footage "
@@ -160,6 +164,8 @@ def validate_args(args: argparse.Namespace) -> None:
     for name in ("trainset_dir", "valset_dir"):
         folder = getattr(args, name)
         require(folder is None or Path(folder).is_dir(), f"--{name}: '{folder}' is not an existing folder")
+    require(args.init_weights is None or Path(args.init_weights).is_file(),
+            f"--init_weights: '{args.init_weights}' is not an existing file")
     validate_schedule_args(args)
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("train_length", 2), ("patch_size", 8),
                           ("patches_per_epoch", 1), ("print_every", 1), ("num_workers", 0),

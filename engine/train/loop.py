@@ -273,6 +273,8 @@ def _train(args: argparse.Namespace, ctx: DistContext, log, log_dir: Path, task:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         log.info(f"resuming from '{resume_path}' (epoch {start_epoch} of {args.epochs} done)")
+    elif getattr(args, "init_weights", None):
+        log.info(f"starting from the weights of '{args.init_weights}' (new optimizer and schedule)")
     params = [p for group in optimizer.param_groups for p in group["params"]]
     net = wrap_ddp(model, ctx, unmanaged=model.pwcnet if distillation is not None else None)
     if args.compile:  # checkpoints and validation keep using `model` itself

@@ -66,14 +66,20 @@ def resolve_flow_source(flow: str, pwc_weights_known: bool) -> str:
     return flow
 
 
-def check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path) -> None:
-    """Refuse to continue a run in `log_dir` as another variant (weights or optimizer would not fit)."""
+def require_same_variant(args: argparse.Namespace, checkpoint: dict, what: str, advice: str) -> None:
+    """One-line `UserError` when `checkpoint`'s model config differs from the command line's in a
+    field that changes the weights' shapes or meaning (`CONFIG_OPTIONS`)."""
     now = model_config_from_args(args, "pwc")
-    before = checkpoint_config(resume, now)
+    before = checkpoint_config(checkpoint, now)
     for name, option in CONFIG_OPTIONS.items():
         old, new = getattr(before, name), getattr(now, name)
-        require(old == new, f"{option}: the run in '{log_dir}' was trained with {name}={old}, not {new}; "
-                             "resume it with the same options or choose another --log_dir")
+        require(old == new, f"{option}: {what} was trained with {name}={old}, not {new}; {advice}")
+
+
+def check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path) -> None:
+    """Refuse to continue a run in `log_dir` as another variant (weights or optimizer would not fit)."""
+    require_same_variant(args, resume, f"the run in '{log_dir}'",
+                         "resume it with the same options or choose another --log_dir")
     saved = resume.get("args") or {}
     if "lr" in saved and saved["lr"] != args.lr:
         # The optimizer and its schedule continue from the checkpoint: a new rate would be ignored.
@@ -89,8 +95,9 @@ def check_resume_variant(args: argparse.Namespace, resume: dict, log_dir: Path) 
 
 
 def build_training_model(args: argparse.Namespace, resume: dict | None, device: torch.device) -> nn.Module:
-    """The network of the arguments' config with its weights, resumed or fresh, aligning with the
-    resolved flow source (`model.config.flow`). PWC-Net is frozen unless it is the distillation's
+    """The network of the arguments' config with its weights, resumed, started from --init_weights
+    (a new run: fresh optimizer and schedule) or fresh, aligning with the resolved flow source
+    (`model.config.flow`). PWC-Net is frozen unless it is the distillation's
     student, whose resumed weights are kept (--pwc_weights only initialises a fresh run's student).
     A resumed authors'-format file aligns with its own PWC-Net."""
     pwc_known = bool(args.pwc_weights) or (resume is not None and bool(pwc_weights_trained(resume)))
@@ -103,6 +110,11 @@ def build_training_model(args: argparse.Namespace, resume: dict | None, device: 
         he_init_(model.pwcnet)
     if resume is not None:
         load_model_weights(model, restore_unused_pwc(resume, model), source="the checkpoint being resumed")
+    elif getattr(args, "init_weights", None):
+        start = load_checkpoint(args.init_weights, map_location="cpu")
+        require_same_variant(args, start, f"--init_weights '{args.init_weights}'",
+                             "give the options it was trained with (export_denoiser keeps them in the file)")
+        load_model_weights(model, restore_unused_pwc(start, model), source=f"--init_weights '{args.init_weights}'")
     if args.pwc_weights and not (resume is not None and args.distill):
         load_pwc_weights(model.pwcnet, args.pwc_weights)
     model.pwcnet.requires_grad_(bool(args.distill))
