@@ -20,7 +20,7 @@ from typing import Any
 from utils.errors import UserArgumentParser, UserError, run_cli
 from utils.json_text import strict_json
 
-DEFAULT_METHOD = "as denoise.py runs it"
+DEFAULT_METHOD = "as denoise.py runs it ("
 
 
 def method_rows(run_dir: Path, method: str) -> dict[tuple[str, str, float], dict]:

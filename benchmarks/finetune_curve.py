@@ -3,8 +3,8 @@
     python -m benchmarks.finetune_curve --clips bunny carphone --sigma 25 --steps 0 40 160 400 1000
 
 Each point is a fresh run from the shipped weights, exactly as `denoise.py --finetune N` does it
-(sigma estimated, denoise.py's crops, prior colour matrix fitted), on held-out frames of a built-in
-clip with the official noise; seconds cover fine-tuning and denoising. Writes JSON and a plot.
+(sigma estimated, denoise.py's crops, prior colour matrix fitted, low-frequency anchor), on held-out
+frames of a built-in clip with the official noise; seconds cover fine-tuning and denoising. Writes JSON and a plot.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from benchmarks.common import run_record
 from benchmarks.quality import clip_frames
 from benchmarks.quality_report import plt, write_json
 from benchmarks.scoring import noisy_clip, score
-from benchmarks.stbn_rows import SmallSTBN, stbn_denoise, stbn_finetune_denoise
+from benchmarks.stbn_rows import SmallSTBN, anchored, stbn_denoise, stbn_finetune_denoise
+from engine.inference.anchor import DEFAULT_ANCHOR_PX
 from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser
 from engine.train.finetune import VIDEO_BATCH_SIZE, VIDEO_PATCH_SIZE, VIDEO_TRAIN_LENGTH
 from utils.noise import unit_sigma
@@ -45,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             model = load_denoiser(DEFAULT_MODEL_FILE, torch.device("cpu"))[0]
             start = time.perf_counter()
             sigma = estimate_noise_sigma(noisy)
-            out = (stbn_finetune_denoise(model, noisy, sigma, steps, crops, None) if steps
-                   else stbn_denoise(model, noisy, sigma, None))
+            out = anchored(stbn_finetune_denoise(model, noisy, sigma, steps, crops, None) if steps
+                           else stbn_denoise(model, noisy, sigma, None), noisy, DEFAULT_ANCHOR_PX)
             seconds = time.perf_counter() - start
             rows.append({"clip": clip, "sigma": args.sigma, "steps": steps, "seconds": seconds,
                          "frames": int(clean.shape[0]), **score(out, clean)})

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"'+ finetune' adds {args.finetune_steps} steps of engine.train.finetune on the noisy clip "
                      "(uint8, as denoise.py --finetune); its seconds include the fine-tuning.")
 
-    rows = []
+    rows, rescored = [], {}
     for clip in args.clips:
         _, clean = clip_frames(clip, tuple(args.crop), args.max_frames)
         log(f"{clip}: {clean.shape[0]} held-out frames {clean.shape[1]}x{clean.shape[2]}")
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             noisy = noisy_clip(clean, unit_sigma(sigma))
             methods = classical_methods(sigma, tuned[sigma], pywt is not None, bm3d)
             if args.default_model:
-                methods |= default_model_methods(sigma, args.finetune_steps, args.model_file, args.device)
+                methods |= default_model_methods(sigma, args.finetune_steps, args.model_file, args.device, rescored)
             if clip in trained:
                 ckpt = trained[clip]["checkpoint"]
                 methods[f"STBN small ({args.stbn_minutes:g} min CPU)"] = (
@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
             for method, (denoise, parameters) in methods.items():
                 outputs[method], seconds = timed(lambda: denoise(noisy), args.repeats)
                 rows.append(make_row(clip, "held-out", sigma, method, outputs[method], clean, seconds, parameters))
+            for method, output in rescored.items():  # variants of a run above, without its last step
+                rows.append(make_row(clip, "held-out", sigma, method, output, clean, None, {"lowfreq_anchor": 0}))
+            rescored.clear()
             if bm4d is not None:
                 rows += bm4d_region_rows(clip, sigma, clean, noisy, outputs, bm4d, args)
 
@@ -247,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def default_model_methods(sigma: float, finetune_steps: int, model_file: str | None = None,
-                          device: str = "cpu") -> dict[str, tuple[Denoiser, dict]]:
+                          device: str = "cpu", rescored: dict[str, np.ndarray] | None = None,
+                          ) -> dict[str, tuple[Denoiser, dict]]:
     """Rows of the shipped default model (engine.inference.loading.DEFAULT_MODEL_FILE, or `model_file`)
     at one sigma (0-255), run on `device`."""
     import torch
 
-    from benchmarks.stbn_rows import SmallSTBN, stbn_denoise, stbn_finetune_denoise
+    from benchmarks.stbn_rows import SmallSTBN, anchored, stbn_denoise, stbn_finetune_denoise
+    from engine.inference.anchor import DEFAULT_ANCHOR_PX
     from engine.inference.loading import DEFAULT_MODEL_FILE, load_denoiser, resolve_device
     from engine.train.finetune import (
         DEFAULT_MODEL_FINETUNE_STEPS,
@@ -265,7 +270,16 @@ def default_model_methods(sigma: float, finetune_steps: int, model_file: str | N
     def model() -> torch.nn.Module:
         return load_denoiser(model_file or DEFAULT_MODEL_FILE, resolve_device(device))[0]
 
+    rescored = {} if rescored is None else rescored
     crops = SmallSTBN(batch_size=VIDEO_BATCH_SIZE, patch_size=VIDEO_PATCH_SIZE, train_length=VIDEO_TRAIN_LENGTH)
+
+    def as_denoise_py_runs_it(noisy: np.ndarray) -> np.ndarray:
+        """The default run; its output before the anchor goes to `rescored` (the same run, --lowfreq_anchor 0)."""
+        output = stbn_finetune_denoise(model(), noisy, estimate_noise_sigma(noisy), DEFAULT_MODEL_FINETUNE_STEPS,
+                                       crops, None)
+        rescored[f"STBN default model as denoise.py runs it, --lowfreq_anchor 0 (finetune "
+                 f"{DEFAULT_MODEL_FINETUNE_STEPS}, prior scale auto)"] = output
+        return anchored(output, noisy, DEFAULT_ANCHOR_PX)
 
     rows = {
         "STBN default model": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma)), {"sigma": "given"}),
@@ -276,11 +290,14 @@ def default_model_methods(sigma: float, finetune_steps: int, model_file: str | N
         "STBN default model, sigma + prior scale auto": (
             lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x), None),
             {"sigma": "estimated", "prior_scale": "fitted"}),
+        "STBN default model as denoise.py --finetune 0 runs it (sigma + prior scale auto, low-frequency anchor)": (
+            lambda x: anchored(stbn_denoise(model(), x, estimate_noise_sigma(x), None), x, DEFAULT_ANCHOR_PX),
+            {"sigma": "estimated", "prior_scale": "fitted", "lowfreq_anchor": DEFAULT_ANCHOR_PX}),
         f"STBN default model as denoise.py runs it (sigma auto, finetune {DEFAULT_MODEL_FINETUNE_STEPS}, "
-        "prior scale auto)": (
-            lambda x: stbn_finetune_denoise(model(), x, estimate_noise_sigma(x), DEFAULT_MODEL_FINETUNE_STEPS,
-                                            crops, None),
-            {"sigma": "estimated", "finetune_steps": DEFAULT_MODEL_FINETUNE_STEPS, "prior_scale": "fitted"}),
+        "prior scale auto, low-frequency anchor)": (
+            lambda x: as_denoise_py_runs_it(x),
+            {"sigma": "estimated", "finetune_steps": DEFAULT_MODEL_FINETUNE_STEPS, "prior_scale": "fitted",
+             "lowfreq_anchor": DEFAULT_ANCHOR_PX}),
     }
     for prior_scale, label in ((1.0, ""), (None, ", prior scale auto")):
         rows[f"STBN default model + finetune {finetune_steps}{label}"] = (

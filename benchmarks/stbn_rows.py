@@ -22,6 +22,7 @@ import torch
 from benchmarks.classical import to_uint8
 from benchmarks.common import REPO_ROOT
 from benchmarks.scoring import to_tchw, to_thwc
+from engine.inference.anchor import anchor_low_frequencies
 from engine.inference.loading import load_denoiser
 from engine.inference.prior_scale import fit_prior_scale
 from engine.inference.sequence import denoise_sequence
@@ -88,6 +89,13 @@ def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float,
     if prior_scale is None:
         prior_scale = fit_prior_scale(model, seqn, sigma)
     return to_thwc(denoise_sequence(model, seqn, sigma, prior_scale=prior_scale))
+
+
+def anchored(denoised: np.ndarray, noisy: np.ndarray, blur_px: float) -> np.ndarray:
+    """`denoised` (T,H,W,3) after denoise.py's low-frequency anchoring to the noisy clip as a user's
+    8-bit video holds it (clipped and rounded: the anchor then also carries the clipping's bias)."""
+    outputs, stored = to_tchw(denoised), to_tchw(to_uint8(noisy).astype(np.float32) / 255.0)
+    return to_thwc(torch.stack([anchor_low_frequencies(d, n, blur_px) for d, n in zip(outputs, stored)]))
 
 
 def stbn_finetune_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float, iterations: int,

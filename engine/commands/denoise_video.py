@@ -8,6 +8,7 @@ written back as 16-bit to frame folders. The output keeps the input's frame coun
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 from datasets.eval_sequences import UINT8_TO_UNIT
 from datasets.video_io import check_writable_output, read_video, write_video
 from engine.commands.denoise_raw import add_raw_arguments, denoise_raw
+from engine.inference.anchor import DEFAULT_ANCHOR_PX, anchor_low_frequencies
 from engine.inference.loading import (
     ALIGN_CHOICES,
     DEFAULT_MODEL_FILE,
@@ -57,6 +59,8 @@ AUTO_SIGMA = "auto"
 USUAL_SIGMA_RANGE = (1.0, 60.0)
 # The most optimisation steps an option accepts (far beyond any real run; stops absurd values early).
 MAX_STEPS = 10 ** 9
+# Blurs wider than this take the output's whole colour from the noisy input.
+MAX_ANCHOR_PX = 1000
 # With a --finetune time budget, the step count the sampler is sized for (the budget ends it first).
 BUDGET_MAX_STEPS = 10 ** 5
 
@@ -127,6 +131,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", choices=ALIGN_CHOICES,
                    help="hidden-state warp (default: as the checkpoint was trained; nearest for the "
                         "authors' file); BSA/SRFE switches are always read from the checkpoint")
+    p.add_argument("--lowfreq_anchor", type=float, default=None, metavar="PX",
+                   help="sRGB: take the output's local means from the input (Gaussian blur of PX pixels; the noisy "
+                        "input is unbiased there, a small model's prior mean is not: removes its colour cast, "
+                        "engine/inference/anchor.py); 0 = off; default "
+                        f"{DEFAULT_ANCHOR_PX:g} with the default model, 0 with any other")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="the network's precision: auto (default: bf16 where the hardware computes it natively "
                         "and a check on the first frames finds no visible difference, else float32), fp32, bf16")
@@ -167,6 +176,9 @@ def _validate(args: argparse.Namespace) -> float | None:
         args.model_file = str(DEFAULT_MODEL_FILE)
     if args.quality is not None and not _is_default_model(args.model_file):
         raise UserError("--quality sets the default model's fine-tuning; with --model_file use --finetune N")
+    anchor = args.lowfreq_anchor
+    if anchor is not None and not (math.isfinite(anchor) and 0 <= anchor <= MAX_ANCHOR_PX):
+        raise UserError(f"--lowfreq_anchor must be a number of pixels from 0 to {MAX_ANCHOR_PX}, got {anchor:g}")
     args.finetune_budget_s = None
     if isinstance(args.finetune, Duration):
         args.finetune_budget_s, args.finetune = args.finetune.seconds, BUDGET_MAX_STEPS
@@ -274,6 +286,8 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
     if args.raw:
         if args.prior_scale is not None:
             raise UserError("--prior_scale applies to sRGB video only (the raw models' posterior is not calibrated)")
+        if args.lowfreq_anchor is not None:
+            raise UserError("--lowfreq_anchor applies to sRGB video only")
         return denoise_raw(args)
     raw_only = [f"--{name}" for name in ("iso", "black", "white", "preview") if getattr(args, name) is not None]
     if raw_only or args.bayer_pattern != "GBRG":
@@ -328,14 +342,20 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
                                        torch.stack([frames[t] for t in range(min(len(frames), CHECK_FRAMES))]),
                                        sigma)
     print(note, flush=True)
+    anchor_px = args.lowfreq_anchor if args.lowfreq_anchor is not None else (
+        DEFAULT_ANCHOR_PX if _is_default_model(args.model_file) else 0.0)
+    if anchor_px:
+        print(f"output's local means taken from the input (--lowfreq_anchor {anchor_px:g} px; 0 turns it off)",
+              flush=True)
     denoised = np.empty_like(stored)
     for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale, precision=precision):
+        frame = anchor_low_frequencies(frame, frames[t], anchor_px)
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
     return {"output": path, "frames": len(frames), "fps": fps, "finetune_steps": args.finetune,
             "finetune_losses": losses, "finetune_steps_run": len(losses), "prior_scale": prior_scale,
-            "precision": "bf16" if precision is not None else "fp32"}
+            "precision": "bf16" if precision is not None else "fp32", "lowfreq_anchor": anchor_px}
 
 
 def main(argv: list[str] | None = None) -> int:
