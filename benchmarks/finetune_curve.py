@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             sigma = estimate_noise_sigma(noisy)
             out = anchored(stbn_finetune_denoise(model, noisy, sigma, steps, crops, None) if steps
-                           else stbn_denoise(model, noisy, sigma, None), noisy, DEFAULT_ANCHOR_PX)
+                           else stbn_denoise(model, noisy, sigma, None), noisy, DEFAULT_ANCHOR_PX, sigma)
             seconds = time.perf_counter() - start
             rows.append({"clip": clip, "sigma": args.sigma, "steps": steps, "seconds": seconds,
                          "frames": int(clean.shape[0]), **score(out, clean)})

@@ -275,11 +275,11 @@ def default_model_methods(sigma: float, finetune_steps: int, model_file: str | N
 
     def as_denoise_py_runs_it(noisy: np.ndarray) -> np.ndarray:
         """The default run; its output before the anchor goes to `rescored` (the same run, --lowfreq_anchor 0)."""
-        output = stbn_finetune_denoise(model(), noisy, estimate_noise_sigma(noisy), DEFAULT_MODEL_FINETUNE_STEPS,
-                                       crops, None)
+        sigma_estimate = estimate_noise_sigma(noisy)
+        output = stbn_finetune_denoise(model(), noisy, sigma_estimate, DEFAULT_MODEL_FINETUNE_STEPS, crops, None)
         rescored[f"STBN default model as denoise.py runs it, --lowfreq_anchor 0 (finetune "
                  f"{DEFAULT_MODEL_FINETUNE_STEPS}, prior scale auto)"] = output
-        return anchored(output, noisy, DEFAULT_ANCHOR_PX)
+        return anchored(output, noisy, DEFAULT_ANCHOR_PX, sigma_estimate)
 
     rows = {
         "STBN default model": (lambda x: stbn_denoise(model(), x, unit_sigma(sigma)), {"sigma": "given"}),
@@ -291,7 +291,8 @@ def default_model_methods(sigma: float, finetune_steps: int, model_file: str | N
             lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x), None),
             {"sigma": "estimated", "prior_scale": "fitted"}),
         "STBN default model as denoise.py --finetune 0 runs it (sigma + prior scale auto, low-frequency anchor)": (
-            lambda x: anchored(stbn_denoise(model(), x, estimate_noise_sigma(x), None), x, DEFAULT_ANCHOR_PX),
+            lambda x: anchored(stbn_denoise(model(), x, estimate_noise_sigma(x), None), x, DEFAULT_ANCHOR_PX,
+                               estimate_noise_sigma(x)),
             {"sigma": "estimated", "prior_scale": "fitted", "lowfreq_anchor": DEFAULT_ANCHOR_PX}),
         f"STBN default model as denoise.py runs it (sigma auto, finetune {DEFAULT_MODEL_FINETUNE_STEPS}, "
         "prior scale auto, low-frequency anchor)": (

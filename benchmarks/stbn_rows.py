@@ -91,11 +91,11 @@ def stbn_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float,
     return to_thwc(denoise_sequence(model, seqn, sigma, prior_scale=prior_scale))
 
 
-def anchored(denoised: np.ndarray, noisy: np.ndarray, blur_px: float) -> np.ndarray:
+def anchored(denoised: np.ndarray, noisy: np.ndarray, blur_px: float, sigma: float) -> np.ndarray:
     """`denoised` (T,H,W,3) after denoise.py's low-frequency anchoring to the noisy clip as a user's
-    8-bit video holds it (clipped and rounded: the anchor then also carries the clipping's bias)."""
+    8-bit video holds it (clipped and rounded), `sigma` on [0, 1] the level denoise.py estimated."""
     outputs, stored = to_tchw(denoised), to_tchw(to_uint8(noisy).astype(np.float32) / 255.0)
-    return to_thwc(torch.stack([anchor_low_frequencies(d, n, blur_px) for d, n in zip(outputs, stored)]))
+    return to_thwc(torch.stack([anchor_low_frequencies(d, n, blur_px, sigma) for d, n in zip(outputs, stored)]))
 
 
 def stbn_finetune_denoise(model: torch.nn.Module, noisy: np.ndarray, sigma: float, iterations: int,

@@ -349,7 +349,7 @@ def denoise_video(args: argparse.Namespace) -> dict[str, Any]:
               flush=True)
     denoised = np.empty_like(stored)
     for t, frame in checked_frames(model, frames, sigma, args.memory, prior_scale=prior_scale, precision=precision):
-        frame = anchor_low_frequencies(frame, frames[t], anchor_px)
+        frame = anchor_low_frequencies(frame, frames[t], anchor_px, sigma)
         denoised[t] = to_stored_format(frame, stored.dtype, stored.shape[-1])
     path = write_video(args.output, denoised, fps)
     print(f"denoised {len(frames)} frames ({stored.shape[2]}x{stored.shape[1]}, {fps:g} fps) -> {path}", flush=True)
