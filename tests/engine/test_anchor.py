@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.inference.anchor import anchor_low_frequencies
+from engine.inference.anchor import anchor_low_frequencies, expected_clipped
 
 
 def smooth_scene(height: int = 96, width: int = 112, seed: int = 0) -> torch.Tensor:
@@ -37,6 +37,27 @@ def test_a_colour_cast_is_removed_and_the_detail_kept():
     # residual noise let in: about sigma / (3.5 * 5 px) of standard deviation
     let_in = (fixed - clean - (fixed - clean).mean(dim=(1, 2), keepdim=True)).std().item() * 255
     assert 0.7 < let_in < 2.5, let_in
+
+
+def test_expected_clipped_is_the_mean_of_a_clipped_noisy_pixel():
+    clean = torch.tensor([0.0, 0.05, 0.3, 0.5, 0.97, 1.0])
+    sigma = 50 / 255
+    draws = np.clip(clean.numpy()[:, None] + np.random.default_rng(0).normal(0, sigma, (6, 400_000)), 0, 1)
+    np.testing.assert_allclose(expected_clipped(clean, sigma).numpy(), draws.mean(axis=1), atol=1e-3)
+    assert float(expected_clipped(clean, sigma)[0]) == pytest.approx(0.0782, abs=1e-3)  # black stores as ~20/255
+    assert torch.equal(expected_clipped(clean, 0.0), clean)
+
+
+def test_a_dark_clipped_scene_is_not_brightened():
+    """Near black the stored noisy frame averages above the scene; the anchor must not copy that."""
+    clean = smooth_scene(seed=6) * 0.15  # 0.03-0.12: within sigma of black
+    sigma = 50 / 255
+    noise = torch.from_numpy(np.random.default_rng(7).normal(0, sigma, clean.shape).astype(np.float32))
+    stored = (clean + noise).clamp(0, 1)
+    aware = anchor_low_frequencies(clean, stored, 5.0, sigma)
+    naive = anchor_low_frequencies(clean, stored, 5.0, 0.0)
+    assert abs(float((aware - clean).mean())) < 0.004
+    assert float((naive - clean).mean()) > 0.04
 
 
 def test_zero_turns_it_off_and_output_stays_in_range():
