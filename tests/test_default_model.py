@@ -56,8 +56,9 @@ def test_the_model_alone_keeps_colour_on_a_colourful_held_out_clip():
 @pytest.mark.slow
 def test_denoise_py_keeps_colour_on_a_colourful_held_out_clip(tmp_path):
     """`denoise.py in -o out` as it runs with no other argument (sigma estimated, 160 fine-tuning steps
-    on the input, fitted prior): the output's colourfulness within the tolerance of the clean clip's,
-    and more than 1 dB sharper than the same run without the fine-tuning."""
+    on the input, fitted prior, low-frequency anchor): the output's colourfulness within the tolerance
+    of the clean clip's, also without the fine-tuning (the anchor keeps the input's local colour), and
+    the fine-tuning worth more than half a dB."""
     from engine.commands.denoise_video import build_arg_parser, denoise_video
     from utils.metrics import sequence_psnr
     clean, noisy = noisy_carphone()
@@ -69,13 +70,14 @@ def test_denoise_py_keeps_colour_on_a_colourful_held_out_clip(tmp_path):
         assert result["finetune_steps"] == (160 if name == "default" else 0)
         outputs[name] = read_video(out)[0]
     chroma = {name: mean_chroma(out) for name, out in outputs.items()}
-    assert abs(chroma["default"] / mean_chroma(clean) - 1) < CHROMA_TOLERANCE, (chroma, mean_chroma(clean))
+    for name in outputs:
+        assert abs(chroma[name] / mean_chroma(clean) - 1) < CHROMA_TOLERANCE, (name, chroma, mean_chroma(clean))
 
     def tchw(frames: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
 
     psnr = {name: sequence_psnr(tchw(out), tchw(clean)) for name, out in outputs.items()}
-    assert psnr["default"] > psnr["no finetune"] + 1.0, psnr
+    assert psnr["default"] > psnr["no finetune"] + 0.5, psnr
 
 
 @pytest.mark.slow
