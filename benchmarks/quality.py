@@ -273,12 +273,16 @@ def default_model_methods(sigma: float, finetune_steps: int, model_file: str | N
     rescored = {} if rescored is None else rescored
     crops = SmallSTBN(batch_size=VIDEO_BATCH_SIZE, patch_size=VIDEO_PATCH_SIZE, train_length=VIDEO_TRAIN_LENGTH)
 
-    def as_denoise_py_runs_it(noisy: np.ndarray) -> np.ndarray:
-        """The default run; its output before the anchor goes to `rescored` (the same run, --lowfreq_anchor 0)."""
+    def as_denoise_py_runs_it(noisy: np.ndarray, steps: int) -> np.ndarray:
+        """denoise.py with the default model and `--finetune steps`; a fine-tuned run's output before the
+        anchor goes to `rescored` (the same run, --lowfreq_anchor 0)."""
         sigma_estimate = estimate_noise_sigma(noisy)
-        output = stbn_finetune_denoise(model(), noisy, sigma_estimate, DEFAULT_MODEL_FINETUNE_STEPS, crops, None)
-        rescored[f"STBN default model as denoise.py runs it, --lowfreq_anchor 0 (finetune "
-                 f"{DEFAULT_MODEL_FINETUNE_STEPS}, prior scale auto)"] = output
+        if not steps:
+            return anchored(stbn_denoise(model(), noisy, sigma_estimate, None), noisy, DEFAULT_ANCHOR_PX,
+                            sigma_estimate)
+        output = stbn_finetune_denoise(model(), noisy, sigma_estimate, steps, crops, None)
+        rescored[f"STBN default model as denoise.py runs it, --lowfreq_anchor 0 (finetune {steps}, "
+                 "prior scale auto)"] = output
         return anchored(output, noisy, DEFAULT_ANCHOR_PX, sigma_estimate)
 
     rows = {
@@ -291,12 +295,11 @@ def default_model_methods(sigma: float, finetune_steps: int, model_file: str | N
             lambda x: stbn_denoise(model(), x, estimate_noise_sigma(x), None),
             {"sigma": "estimated", "prior_scale": "fitted"}),
         "STBN default model as denoise.py --finetune 0 runs it (sigma + prior scale auto, low-frequency anchor)": (
-            lambda x: anchored(stbn_denoise(model(), x, estimate_noise_sigma(x), None), x, DEFAULT_ANCHOR_PX,
-                               estimate_noise_sigma(x)),
+            lambda x: as_denoise_py_runs_it(x, 0),
             {"sigma": "estimated", "prior_scale": "fitted", "lowfreq_anchor": DEFAULT_ANCHOR_PX}),
         f"STBN default model as denoise.py runs it (sigma auto, finetune {DEFAULT_MODEL_FINETUNE_STEPS}, "
         "prior scale auto, low-frequency anchor)": (
-            lambda x: as_denoise_py_runs_it(x),
+            lambda x: as_denoise_py_runs_it(x, DEFAULT_MODEL_FINETUNE_STEPS),
             {"sigma": "estimated", "finetune_steps": DEFAULT_MODEL_FINETUNE_STEPS, "prior_scale": "fitted",
              "lowfreq_anchor": DEFAULT_ANCHOR_PX}),
     }
